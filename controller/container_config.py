@@ -1,0 +1,52 @@
+"""Turning a desired record into the body of Docker's container-create call (pure)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller import labels
+from store.records import Record
+
+
+@dataclass(frozen=True)
+class ContainerDefaults:
+    """Host-wide settings every managed container gets."""
+
+    publish_host_ip: str = "127.0.0.1"
+    stop_timeout: int = 10
+    init: bool = True  # a tiny init as PID 1: reaps zombies, makes SIGTERM stops fast
+
+
+def port_key(container_port: str) -> str:
+    return container_port if "/" in container_port else f"{container_port}/tcp"
+
+
+def docker_create_body(record: Record, defaults: ContainerDefaults,
+                       extra_binds: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    spec = record.spec
+    env = {**spec.environment, **(extra_env or {}), "FLOW_CONTAINER_ID": record.id}
+    body: dict[str, Any] = {
+        "Image": spec.image,
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": {
+            labels.MANAGED: "true",
+            labels.CONTAINER_ID: record.id,
+            labels.NAME: spec.name,
+            labels.SPEC_HASH: spec.spec_hash(),
+            labels.CODE_REVISION: spec.code_revision or "",
+        },
+        "ExposedPorts": {port_key(p): {} for p in spec.ports},
+        "StopTimeout": defaults.stop_timeout,
+        "HostConfig": {
+            "Binds": [f"{host}:{inside}" for host, inside in spec.volumes.items()] + list(extra_binds),
+            "PortBindings": {
+                port_key(p): [{"HostIp": defaults.publish_host_ip, "HostPort": str(host_port)}]
+                for p, host_port in spec.ports.items()
+            },
+            "Init": defaults.init,
+            "SecurityOpt": ["no-new-privileges"],
+        },
+    }
+    if spec.command:
+        body["Cmd"] = list(spec.command)
+    return body

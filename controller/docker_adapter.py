@@ -1,0 +1,204 @@
+"""The only module that talks to Docker.
+
+Every call goes through `_call`: transient failures (daemon unreachable, 5xx)
+are retried with tenacity's exponential back-off; permanent ones (no such
+image, bad spec, name conflict) fail at once so they never become a retry
+storm. Failures leave here as DockerFailure, already in the API's error terms.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import aiodocker
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from controller import labels
+from controller.observed import Observed
+
+log = logging.getLogger("flow_manager.docker")
+T = TypeVar("T")
+
+
+class DockerFailure(Exception):
+    def __init__(self, error_type: str, message: str, *, operation: str, status: int | None = None,
+                 permanent: bool = False, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_type, self.message, self.operation = error_type, message, operation
+        self.status, self.permanent = status, permanent
+        self.details = {"operation": operation, **({"docker_status": status} if status else {}), **(details or {})}
+
+
+def _docker_message(exc: aiodocker.DockerError) -> str:
+    message = exc.message
+    return message.get("message", str(message)) if isinstance(message, dict) else str(message)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DockerFailure):
+        return not exc.permanent
+    if isinstance(exc, aiodocker.DockerError):
+        return exc.status >= 500 and "No such image" not in _docker_message(exc)
+    return isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError))
+
+
+def classify(exc: BaseException, operation: str) -> DockerFailure:
+    if isinstance(exc, DockerFailure):
+        return exc
+    if isinstance(exc, aiodocker.DockerError):
+        text = _docker_message(exc)
+        if exc.status == 404 and ("No such image" in text or "pull access denied" in text):
+            return DockerFailure("image_not_found", text, operation=operation, status=404, permanent=True)
+        if exc.status == 404:
+            return DockerFailure("container_not_found", text, operation=operation, status=404, permanent=True)
+        return DockerFailure("docker_api_error", text, operation=operation, status=exc.status,
+                             permanent=exc.status < 500)
+    if isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
+        return DockerFailure("docker_api_error", f"Docker engine unreachable: {exc!r}", operation=operation,
+                             details={"reason": "docker_unreachable"})
+    return DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation=operation, permanent=True)
+
+
+class DockerAdapter:
+    def __init__(self, url: str | None = None, *, attempts: int = 4, stop_timeout: int = 10) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.stop_timeout = stop_timeout
+        self.docker = aiodocker.Docker(url=url)
+
+    async def close(self) -> None:
+        await self.docker.close()
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_exponential(multiplier=0.05, max=1.0),
+                reraise=True,
+            ):
+                with attempt:
+                    return await call()
+        except Exception as exc:
+            raise classify(exc, operation) from exc
+        raise AssertionError("unreachable")
+
+    # -- reading -------------------------------------------------------------
+    async def ping(self) -> bool:
+        try:
+            await self.docker.version()
+            return True
+        except Exception:
+            return False
+
+    async def inspect(self, docker_id: str) -> Observed | None:
+        async def call() -> Observed | None:
+            try:
+                info = await self.docker.containers.container(docker_id).show()
+            except aiodocker.DockerError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return Observed.from_inspect(info)
+        return await self._call("inspect_container", call)
+
+    async def observe(self, container_id: str) -> list[Observed]:
+        """Every Docker container carrying this managed id (normally one)."""
+        found = await self._call("list_containers", lambda: self.docker.containers.list(
+            all=True, filters=labels.managed_filter(container_id)))
+        observed = [await self.inspect(c.id) for c in found]
+        return [o for o in observed if o is not None]
+
+    async def managed_ids(self) -> dict[str, list[str]]:
+        """managed id -> docker ids, for a full resync."""
+        found = await self._call("list_containers", lambda: self.docker.containers.list(
+            all=True, filters=labels.managed_filter()))
+        result: dict[str, list[str]] = {}
+        for container in found:
+            managed_id = (container._container.get("Labels") or {}).get(labels.CONTAINER_ID)
+            if managed_id:
+                result.setdefault(managed_id, []).append(container.id)
+        return result
+
+    async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
+        try:
+            chunks = await self._call("container_logs", lambda: self.docker.containers.container(docker_id).log(
+                stdout=True, stderr=True, tail=lines))
+        except DockerFailure:
+            return ""
+        return "".join(chunks)[-8192:]
+
+    async def stats(self, docker_id: str) -> dict[str, Any] | None:
+        result = await self._call("container_stats", lambda: self.docker.containers.container(docker_id).stats(
+            stream=False))
+        return result[0] if result else None
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self.docker.images.inspect(image)
+            return True
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise classify(exc, "inspect_image") from exc
+
+    # -- acting --------------------------------------------------------------
+    async def pull(self, image: str) -> None:
+        try:
+            await self.docker.images.pull(image, timeout=120)
+        except Exception as exc:
+            raise DockerFailure("image_not_found", f"image {image!r} is not present and could not be pulled: "
+                                f"{_docker_message(exc) if isinstance(exc, aiodocker.DockerError) else exc}",
+                                operation="pull_image", permanent=True, details={"image": image}) from exc
+
+    async def create(self, body: dict[str, Any], name: str) -> str:
+        image = body["Image"]
+        if not await self._call("inspect_image", lambda: self.image_exists(image)):
+            await self.pull(image)
+        container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+        return container.id
+
+    async def start(self, docker_id: str) -> None:
+        await self._call("start_container", lambda: self.docker.containers.container(docker_id).start())
+
+    async def stop(self, docker_id: str) -> None:
+        await self._call("stop_container", lambda: self.docker.containers.container(docker_id).stop(
+            t=self.stop_timeout, timeout=self.stop_timeout + 30))
+
+    async def restart(self, docker_id: str) -> None:
+        await self._call("restart_container", lambda: self.docker.containers.container(docker_id).restart(
+            t=self.stop_timeout, timeout=self.stop_timeout + 30))
+
+    async def unpause(self, docker_id: str) -> None:
+        await self._call("unpause_container", lambda: self.docker.containers.container(docker_id).unpause())
+
+    async def remove(self, docker_id: str) -> None:
+        async def call() -> None:
+            try:
+                await self.docker.containers.container(docker_id).delete(force=True, v=True)
+            except aiodocker.DockerError as exc:
+                if exc.status != 404:  # already gone is what we wanted
+                    raise
+        await self._call("delete_container", call)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Docker's event stream for our containers; ends when the daemon goes away."""
+        subscriber = self.docker.events.subscribe()
+        runner = asyncio.create_task(self.docker.events.run(
+            filters={"type": ["container"], "label": [f"{labels.MANAGED}=true"]}))
+        try:
+            while True:
+                event = await subscriber.get()
+                if event is None:
+                    break
+                yield event
+            if runner.done() and runner.exception():
+                raise classify(runner.exception(), "docker_events")  # type: ignore[arg-type]
+        finally:
+            runner.cancel()
+            try:
+                await runner
+            except (asyncio.CancelledError, Exception):
+                pass

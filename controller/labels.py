@@ -1,0 +1,15 @@
+"""Labels that mark and describe the Docker containers this manager owns."""
+
+MANAGED = "io.kawaflow.flow-manager.managed"
+CONTAINER_ID = "io.kawaflow.flow-manager.container-id"
+SPEC_HASH = "io.kawaflow.flow-manager.spec-hash"
+NAME = "io.kawaflow.flow-manager.name"
+CODE_REVISION = "io.kawaflow.flow-manager.code-revision"
+
+
+def managed_filter(container_id: str | None = None) -> dict[str, list[str]]:
+    """A Docker `filters` value selecting our containers (or one of them)."""
+    labels = [f"{MANAGED}=true"]
+    if container_id is not None:
+        labels.append(f"{CONTAINER_ID}={container_id}")
+    return {"label": labels}

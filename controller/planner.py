@@ -1,0 +1,91 @@
+"""Deciding what to do: a pure function from (desired record, observed containers) to a plan.
+
+Nothing here talks to Docker or reads a clock: `now` and the crash back-off
+deadline come in as arguments, so every decision is unit-testable. Applying a
+plan is controller.applier's job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Sequence
+
+from controller.observed import Observed
+from store.records import DesiredState, Record
+
+
+class Act(str, Enum):
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    UNPAUSE = "unpause"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Action:
+    act: Act
+    docker_id: str | None = None  # None for CREATE, and for actions on the container CREATE makes
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    requeue_after: float | None = None
+    waiting_reason: str | None = None
+    forget: bool = False  # the record is fully deleted and may leave the store
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def idle(self) -> bool:
+        return not self.actions and not self.forget
+
+
+def _primary(record: Record, observed: Sequence[Observed]) -> Observed | None:
+    """The container to keep when Docker has several for one record (a crash mid-create)."""
+    if not observed:
+        return None
+    want = record.spec.spec_hash()
+    return max(observed, key=lambda o: (o.spec_hash == want, o.running, o.created_at or 0.0))
+
+
+def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
+         restart_not_before: float | None = None) -> Plan:
+    if record is None:
+        # Unknown to the store: left alone here; adoption and garbage collection
+        # of such containers is a separate, deliberate policy.
+        return Plan()
+    if record.desired is DesiredState.DELETED:
+        return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "deleted") for o in observed), forget=True)
+
+    primary = _primary(record, observed)
+    actions = [Action(Act.REMOVE, o.docker_id, "duplicate") for o in observed if o is not primary]
+    wants_running = record.desired is DesiredState.RUNNING
+
+    if primary is not None and primary.spec_hash != record.spec.spec_hash():
+        actions.append(Action(Act.REMOVE, primary.docker_id, "spec changed"))
+        primary = None
+    if primary is None:
+        actions.append(Action(Act.CREATE, reason="missing"))
+        if wants_running:
+            actions.append(Action(Act.START, reason="desired running"))
+        return Plan(actions=tuple(actions))
+
+    if wants_running:
+        if primary.paused:
+            actions.append(Action(Act.UNPAUSE, primary.docker_id, "desired running"))
+        elif primary.running:
+            asked = record.restart_requested_at
+            if asked is not None and (primary.started_at or 0.0) < asked:
+                actions.append(Action(Act.RESTART, primary.docker_id, "restart requested"))
+        elif restart_not_before is not None and now < restart_not_before:
+            return Plan(actions=tuple(actions), requeue_after=restart_not_before - now,
+                        waiting_reason="CrashLoopBackOff")
+        else:
+            actions.append(Action(Act.START, primary.docker_id, "desired running"))
+    elif record.desired is DesiredState.STOPPED:
+        if primary.running or primary.paused or primary.status == "restarting":
+            actions.append(Action(Act.STOP, primary.docker_id, "desired stopped"))
+    return Plan(actions=tuple(actions))

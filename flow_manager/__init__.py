@@ -1,0 +1,3 @@
+"""flow-manager: composition root (CLI, configuration, wiring) and image builder."""
+
+__version__ = "0.1.0"

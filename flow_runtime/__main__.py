@@ -1,0 +1,186 @@
+"""The reference flow runtime: PID 1 of flow:latest.
+
+It keeps running until SIGTERM, dials the manager's Unix-socket link, answers
+``ping`` itself and hands every other message to ``handle()`` in the user's
+``main.py``. Control frames (``flow.*`` commands) let the manager swap the code
+without recreating the container.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib.util
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import flow_runtime
+from flow_runtime.framing import DEFAULT_MAX_FRAME, FrameError, encode, read_frame
+
+LINK_PATH = os.environ.get("FLOW_LINK", "/run/flow/link.sock")
+CODE_DIR = Path(os.environ.get("FLOW_CODE_DIR", "/opt/flow/code"))
+REVISION_FILE = ".flow-revision"
+OUTBOX_LIMIT = 10_000
+
+log = logging.getLogger("flow_runtime")
+
+
+class UserCode:
+    """The user's main.py, (re)loaded on demand so updates need no restart."""
+
+    def __init__(self, code_dir: Path) -> None:
+        self.code_dir = code_dir
+        self.module: ModuleType | None = None
+        self.revision: str | None = None
+        self.load_error: str | None = None
+
+    def load(self) -> None:
+        revision_file = self.code_dir / REVISION_FILE
+        self.revision = revision_file.read_text().strip() if revision_file.exists() else None
+        entry = self.code_dir / "main.py"
+        self.module, self.load_error = None, None
+        if not entry.exists():
+            return
+        name = f"flow_user_main_{time.monotonic_ns()}"
+        spec = importlib.util.spec_from_file_location(name, entry)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        if str(self.code_dir) not in sys.path:
+            sys.path.insert(0, str(self.code_dir))
+        try:
+            spec.loader.exec_module(module)
+        except Exception:  # user code: report, keep running
+            self.load_error = traceback.format_exc(limit=5)
+            return
+        self.module = module
+
+    async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        if self.load_error:
+            raise RuntimeError(f"main.py failed to load:\n{self.load_error}")
+        handler = getattr(self.module, "handle", None)
+        if handler is None:
+            return {"command": "unhandled", "data": {"received": message.get("command")}}
+        if inspect.iscoroutinefunction(handler):
+            result = await handler(message)
+        else:
+            result = await asyncio.to_thread(handler, message)
+        if result is not None and not isinstance(result, dict):
+            raise TypeError(f"handle() returned {type(result).__name__}, expected dict or None")
+        return result
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.code = UserCode(CODE_DIR)
+        self.outbox: collections.deque[dict[str, Any]] = collections.deque(maxlen=OUTBOX_LIMIT)
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def enqueue(self, message: dict[str, Any]) -> None:
+        """Thread-safe entry point behind flow_runtime.send()."""
+        def put() -> None:
+            self.outbox.append(message)
+            self.wake.set()
+        self.loop.call_soon_threadsafe(put)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        command = message.get("command")
+        if command == "ping":
+            self.enqueue({"command": "pong", "data": {"time": time.time(), "revision": self.code.revision}})
+            return
+        if command == "flow.reload":
+            self.code.load()
+            reply: dict[str, Any] = {"command": "flow.reloaded", "revision": self.code.revision}
+            if self.code.load_error:
+                reply["error"] = self.code.load_error
+            self.enqueue(reply)
+            return
+        try:
+            result = await self.code.handle(message)
+        except Exception as exc:  # user code must never take the runtime down
+            self.enqueue({"command": "error", "data": {
+                "error": str(exc), "type": type(exc).__name__,
+                "traceback": traceback.format_exc(limit=5), "request": message.get("command")}})
+            return
+        if result is not None:
+            self.enqueue(result)
+
+    async def writer(self, stream: asyncio.StreamWriter) -> None:
+        while True:
+            while self.outbox:
+                message = self.outbox[0]
+                try:
+                    frame = encode(message, DEFAULT_MAX_FRAME)
+                except (FrameError, TypeError, ValueError) as exc:
+                    self.outbox[0] = {"command": "error", "data": {"error": f"unsendable message: {exc}"}}
+                    continue
+                stream.write(frame)
+                await stream.drain()
+                self.outbox.popleft()  # only dropped once written
+            self.wake.clear()
+            await self.wake.wait()
+
+    async def session(self) -> None:
+        reader, stream = await asyncio.open_unix_connection(LINK_PATH)
+        log.info("link connected at %s", LINK_PATH)
+        self.outbox.appendleft({"command": "flow.hello", "revision": self.code.revision, "pid": os.getpid()})
+        self.wake.set()
+        writer = asyncio.create_task(self.writer(stream))
+        try:
+            while True:
+                reading = asyncio.ensure_future(read_frame(reader, DEFAULT_MAX_FRAME))
+                done, _ = await asyncio.wait({reading, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if writer in done:
+                    reading.cancel()
+                    writer.result()
+                message = reading.result()
+                if message is None:
+                    return
+                await self.dispatch(message)  # one at a time: replies keep request order
+        finally:
+            writer.cancel()
+            stream.close()
+
+    async def link_forever(self) -> None:
+        delay = 0.05
+        while not self.stopping.is_set():
+            try:
+                await self.session()
+                delay = 0.05
+            except (OSError, FrameError, ConnectionError) as exc:
+                log.debug("link unavailable: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        self.code.load()
+        flow_runtime._sender = self.enqueue
+        link = asyncio.create_task(self.link_forever())
+        await self.stopping.wait()
+        link.cancel()
+
+
+async def _serve() -> None:
+    await Runtime().run()
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("FLOW_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s flow-runtime %(levelname)s %(message)s")
+    print("flow runtime started", flush=True)
+    asyncio.run(_serve())
+    print("flow runtime stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
