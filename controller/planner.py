@@ -43,7 +43,7 @@ class Plan:
         return not self.actions and not self.forget
 
 
-def _primary(record: Record, observed: Sequence[Observed]) -> Observed | None:
+def primary_of(record: Record, observed: Sequence[Observed]) -> Observed | None:
     """The container to keep when Docker has several for one record (a crash mid-create)."""
     if not observed:
         return None
@@ -60,7 +60,7 @@ def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
     if record.desired is DesiredState.DELETED:
         return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "deleted") for o in observed), forget=True)
 
-    primary = _primary(record, observed)
+    primary = primary_of(record, observed)
     actions = [Action(Act.REMOVE, o.docker_id, "duplicate") for o in observed if o is not primary]
     wants_running = record.desired is DesiredState.RUNNING
 

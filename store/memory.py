@@ -109,6 +109,10 @@ class MemoryStore:
         self._changed(container_id, None)
 
     # -- watching ------------------------------------------------------------
+    def has_waiters(self, container_id: str) -> bool:
+        """Is a request handler waiting on this record? Then it reports failures itself."""
+        return bool(self._waiters.get(container_id))
+
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)
 

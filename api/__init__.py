@@ -1,0 +1,1 @@
+"""Socket.IO surface: validate, write intent, answer."""

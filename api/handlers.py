@@ -1,0 +1,190 @@
+"""Socket.IO request handlers: validate, write intent, await the outcome, answer.
+
+A handler never calls Docker. It changes the desired-state record and waits
+until the controller reports that generation converged (or failed), so a
+response always describes what Docker really did. Every handler answers
+twice in the same shape: the reference's response event to the caller, and
+the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from api import payloads
+from api.broadcast import Broadcaster
+from api.errors import ApiError, from_validation
+from api.schemas import ContainerRef, CreateContainer, ListContainers
+from controller.status import StatusReader
+from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
+from store.records import new_container_id
+
+log = logging.getLogger("flow_manager.api")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    socket_dir: str = "/tmp/kawaflow/sockets"
+    request_timeout: float = 60.0
+
+
+class Handlers:
+    def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader,
+                 broadcaster: Broadcaster, settings: ApiSettings) -> None:
+        self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
+
+    def register(self) -> None:
+        self.sio.on("connect", self.connect)
+        self.sio.on("disconnect", self.disconnect)
+        routes: dict[str, tuple[str, type[BaseModel], Callable[[Any], Awaitable[dict[str, Any]]]]] = {
+            "create_container": ("container_created", CreateContainer, self.create),
+            "start_container": ("container_started", ContainerRef, self.start),
+            "stop_container": ("container_stopped", ContainerRef, self.stop),
+            "restart_container": ("container_restarted", ContainerRef, self.restart),
+            "delete_container": ("container_deleted", ContainerRef, self.delete),
+            "get_container_status": ("container_status", ContainerRef, self.status),
+            "list_containers": ("container_list", ListContainers, self.list),
+        }
+        for operation, (response, model, action) in routes.items():
+            self.sio.on(operation, self._route(operation, response, model, action))
+
+    # -- connection --------------------------------------------------------------
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        self.broadcaster.clients.add(sid)
+        await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid}, to=sid)
+
+    async def disconnect(self, sid: str, *args: Any) -> None:
+        self.broadcaster.clients.discard(sid)
+
+    # -- the one path every request takes ------------------------------------------
+    def _route(self, operation: str, response: str, model: type[M],
+               action: Callable[[M], Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def handler(sid: str, data: Any = None) -> dict[str, Any]:
+            reference = data.get("container_id") if isinstance(data, dict) else None
+            reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
+            try:
+                request = model.model_validate({} if data is None and model is ListContainers else data)
+                payload = await action(request)
+            except ValidationError as exc:
+                error = from_validation(exc)
+            except ApiError as exc:
+                error = exc
+            except Exception as exc:  # a bug must cost one request, never the server
+                log.exception("%s failed", operation)
+                error = ApiError("system_error", f"internal error: {type(exc).__name__}")
+            else:
+                await self.sio.emit(response, payload, to=sid)
+                return payload
+            failure = error.payload(operation, reference)
+            await self.sio.emit("error", failure, to=sid)
+            return failure
+        return handler
+
+    def _record(self, reference: str) -> Record:
+        try:
+            return self.store.resolve(reference)
+        except UnknownContainer:
+            raise ApiError("container_not_found", f"no managed container {reference!r}",
+                           container_id=reference) from None
+
+    async def _converge(self, record: Record, operation: str) -> Record | None:
+        """Wait for the controller's verdict on this generation of the record."""
+        generation = record.generation
+
+        def settled(current: Record | None) -> bool:
+            return (current is None or current.status.observed_generation >= generation
+                    or (current.status.error is not None and current.status.error_generation >= generation))
+        try:
+            current = await self.store.wait_for(record.id, settled, self.settings.request_timeout)
+        except TimeoutError:
+            raise ApiError("system_error", f"{operation} did not converge within {self.settings.request_timeout:g} s;"
+                           " the controller keeps trying", container_id=record.id, retrying=True) from None
+        if current is not None and current.status.observed_generation < generation and current.status.error:
+            failure = current.status.error
+            details = {k: v for k, v in failure.details.items() if k != "operation"}
+            raise ApiError(failure.error_type, failure.message, **{**details, "container_id": record.id,
+                                                                   "retrying": not failure.permanent})
+        return current
+
+    def _intent(self, record: Record, **changes: Any) -> Record:
+        return self.store.update(record.id, **changes)
+
+    @staticmethod
+    def _unless_superseded(current: Record | None, wanted: DesiredState, container_id: str) -> None:
+        if current is None or current.desired is not wanted:
+            raise ApiError("system_error", "superseded by a later request for the same container",
+                           container_id=container_id, superseded=True)
+
+    def _state(self, container_id: str, default: str) -> tuple[str, str | None]:
+        known = self.reader.reconciler.known(container_id)
+        if known is None or known.observed is None:
+            return default, None
+        return known.observed.api_state, known.observed.docker_id
+
+    # -- operations ----------------------------------------------------------------
+    async def create(self, request: CreateContainer) -> dict[str, Any]:
+        container_id = new_container_id()
+        spec = ContainerSpec(
+            image=request.image, name=request.name or f"flow-{container_id}",
+            environment=dict(request.environment), volumes=dict(request.volumes), ports=dict(request.ports),
+            command=tuple(request.command) if request.command else None)
+        try:
+            record = self.store.create(spec, DesiredState.CREATED, container_id=container_id)
+        except NameInUse as exc:
+            raise ApiError("validation_error", f"name {spec.name!r} is already in use", field="name",
+                           container_id=exc.container_id) from None
+        try:
+            await self._converge(record, "create_container")
+        except ApiError:
+            if self.store.get(record.id) is not None:
+                self._intent(record, desired=DesiredState.DELETED)  # withdraw: the client was told it failed
+            raise
+        state, docker_id = self._state(record.id, "created")
+        return {"container_id": record.id, "name": spec.name, "image": spec.image, "status": state,
+                "socket_path": payloads.socket_path(self.settings.socket_dir, spec.name),
+                "ports": dict(spec.ports), "docker_id": docker_id}
+
+    async def start(self, request: ContainerRef) -> dict[str, Any]:
+        record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING)
+        self._unless_superseded(await self._converge(record, "start_container"), DesiredState.RUNNING, record.id)
+        return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
+
+    async def stop(self, request: ContainerRef) -> dict[str, Any]:
+        record = self._intent(self._record(request.container_id), desired=DesiredState.STOPPED)
+        self._unless_superseded(await self._converge(record, "stop_container"), DesiredState.STOPPED, record.id)
+        return {"container_id": record.id, "status": "stopped"}
+
+    async def restart(self, request: ContainerRef) -> dict[str, Any]:
+        record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING,
+                              restart_requested_at=time.time())
+        self._unless_superseded(await self._converge(record, "restart_container"), DesiredState.RUNNING, record.id)
+        return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
+
+    async def delete(self, request: ContainerRef) -> dict[str, Any]:
+        record = self._intent(self._record(request.container_id), desired=DesiredState.DELETED)
+        await self._converge(record, "delete_container")
+        return {"container_id": record.id, "status": "deleted"}
+
+    async def status(self, request: ContainerRef) -> dict[str, Any]:
+        record = self._record(request.container_id)
+        return payloads.container_status(await self.reader.status(record))
+
+    async def list(self, request: ListContainers) -> dict[str, Any]:
+        entries = []
+        for record in self.store.records():
+            if record.desired is DesiredState.DELETED:
+                continue
+            state, docker_id = self._state(record.id, "pending")
+            entries.append({
+                "id": record.id, "name": record.spec.name, "status": state, "image": record.spec.image,
+                "created": payloads.iso(record.created_at),
+                "socket_path": payloads.socket_path(self.settings.socket_dir, record.spec.name),
+                "ports": dict(record.spec.ports), "docker_id": docker_id, "desired_state": record.desired.value,
+            })
+        return {"containers": entries, "count": len(entries)}

@@ -1,0 +1,105 @@
+"""Request validation: every field of every request, before any intent is written.
+
+Strict types (a port is an int, not "8080"), Docker's own name rules, and no
+unknown fields: a typo such as "enviroment" is an error, not silently ignored.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"           # Docker's container name rule
+IMAGE_RE = r"^[a-z0-9][a-z0-9._\-/:@]{0,254}$"
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+PORT_KEY_RE = re.compile(r"^(\d{1,5})(/(tcp|udp|sctp))?$")
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_MESSAGE_DEPTH = 32
+
+Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
+Image = Annotated[str, StringConstraints(pattern=IMAGE_RE)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AbsolutePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/")]
+HostPort = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CreateContainer(Request):
+    image: Image
+    name: Name | None = None
+    environment: dict[str, Annotated[str, StringConstraints(max_length=65536)]] = Field(default_factory=dict,
+                                                                                        max_length=256)
+    volumes: dict[AbsolutePath, AbsolutePath] = Field(default_factory=dict, max_length=64)
+    ports: dict[str, HostPort] = Field(default_factory=dict, max_length=64)
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(default=None, max_length=256)
+    code_path: AbsolutePath | None = None
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not ENV_NAME_RE.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if "\0" in item:
+                raise ValueError(f"value of {key} contains a NUL byte")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _port_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        for key in value:
+            match = PORT_KEY_RE.match(key)
+            if not match or not 1 <= int(match.group(1)) <= 65535:
+                raise ValueError(f"{key!r} is not a container port (1-65535, optionally /tcp or /udp)")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two container ports cannot share one host port")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _no_dotdot(cls, value: dict[str, str]) -> dict[str, str]:
+        for host, inside in value.items():
+            for path in (host, inside):
+                if ".." in path.split("/") or "\0" in path or ":" in path:
+                    raise ValueError(f"{path!r} must be a plain absolute path (no '..', ':' or NUL)")
+        return value
+
+
+class ContainerRef(Request):
+    container_id: Reference
+
+
+class UpdateContainer(ContainerRef):
+    code_path: AbsolutePath
+
+
+class SendMessage(ContainerRef):
+    message: dict[str, Any]
+
+    @field_validator("message")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_MESSAGE_DEPTH:
+            raise ValueError(f"message nests deeper than {MAX_MESSAGE_DEPTH} levels")
+        if len(json.dumps(value, separators=(",", ":"))) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+        return value
+
+
+class ListContainers(Request):
+    pass
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_MESSAGE_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level

@@ -1,0 +1,1 @@
+"""Reconciliation: queue, planning, applying, Docker and link adapters, event diffs."""

@@ -1,0 +1,274 @@
+"""The reconcile loop: level-triggered convergence of Docker to the store.
+
+Wake-ups (store changes, Docker events, the periodic resync, back-off timers)
+only put a key on the queue. A worker then reads the record and what Docker
+really has, publishes what changed since it last looked (status, crash,
+health), asks the planner what to do, applies it, and writes the outcome back
+to the record's status, where request handlers are waiting for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opentelemetry import trace
+
+from controller.applier import Applier
+from controller.crashes import RestartBackoff, detect_crash, next_crash_count
+from controller.docker_adapter import DockerAdapter, DockerFailure
+from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
+from controller.observed import ABSENT, Observed
+from controller.planner import Act, Plan, plan, primary_of
+from controller.queue import WorkQueue
+from store import ConvergeError, DesiredState, MemoryStore, Record
+
+log = logging.getLogger("flow_manager.controller")
+tracer = trace.get_tracer("flow_manager.controller")
+
+
+class LinkHooks(Protocol):
+    """What the reconciler needs from the link layer (controller.links)."""
+
+    async def ensure(self, record: Record) -> None: ...
+    async def discard(self, container_id: str, name: str) -> None: ...
+
+
+@dataclass
+class KeyState:
+    """The controller's memory of one container, used only to compute diffs."""
+
+    state: str | None = None
+    health: str | None = None
+    observed: Observed | None = None
+    acknowledged: collections.deque[tuple[str, float | None]] = field(
+        default_factory=lambda: collections.deque(maxlen=32))
+    crash_count: int = 0
+    restart_not_before: float | None = None
+    waiting_reason: str | None = None
+    last_generation: int = 0
+    last_error: tuple[str, str] | None = None
+    error_backoff: float = 0.0
+
+
+class Reconciler:
+    def __init__(self, store: MemoryStore, docker: DockerAdapter, applier: Applier, sink: EventSink, *,
+                 backoff: RestartBackoff = RestartBackoff(), workers: int = 32,
+                 resync_period: float = 30.0, links: LinkHooks | None = None) -> None:
+        self.store, self.docker, self.applier, self.sink = store, docker, applier, sink
+        self.backoff = backoff
+        self.workers = workers
+        self.resync_period = resync_period
+        self.links = links
+        self.queue = WorkQueue()
+        self.keys: dict[str, KeyState] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        store.watch(self.queue.add)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(), name=f"reconcile-worker-{i}") for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._watch_docker_events(), name="docker-events"))
+        self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
+
+    async def stop(self) -> None:
+        self.queue.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def resync(self) -> None:
+        """Queue every key we know of or Docker has: the level-triggered safety net."""
+        for record in self.store.records():
+            self.queue.add(record.id)
+        try:
+            for managed_id in await self.docker.managed_ids():
+                self.queue.add(managed_id)
+        except DockerFailure as failure:
+            log.warning("resync could not list containers: %s", failure.message)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await self.resync()
+            await asyncio.sleep(self.resync_period)
+
+    async def _watch_docker_events(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async for event in self.docker.events():
+                    delay = 0.5
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    managed_id = attributes.get("io.kawaflow.flow-manager.container-id")
+                    if managed_id:
+                        self.queue.add(managed_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the stream is a hint; losing it must not stop the loop
+                log.warning("Docker event stream failed: %r", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            await self.resync()  # events may have been missed while the stream was down
+
+    # -- one key -----------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            record = self.store.get(key)
+            try:
+                with tracer.start_as_current_span("reconcile", attributes={"container_id": key}):
+                    await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(key, record, exc)
+            else:
+                state = self.keys.get(key)
+                if state is not None:
+                    state.error_backoff, state.last_error = 0.0, None
+            finally:
+                self.queue.done(key)
+
+    def _failed(self, key: str, record: Record | None, exc: Exception) -> None:
+        if isinstance(exc, DockerFailure):
+            failure = exc
+        else:
+            log.exception("reconcile of %s failed unexpectedly", key)
+            failure = DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation="reconcile",
+                                    permanent=True)
+        state = self.keys.setdefault(key, KeyState())
+        if record is not None:
+            error = ConvergeError(failure.error_type, failure.message, {**failure.details, "container_id": key},
+                                  permanent=failure.permanent)
+            self.store.report(key, record.generation, error)
+        signature = (failure.error_type, failure.message)
+        if signature != state.last_error:
+            state.last_error = signature
+            self.sink.publish(Activity("container_error", key, failure.message,
+                                       {**failure.details, "error_type": failure.error_type}))
+            if not self.store.has_waiters(key):
+                self.sink.publish(ControllerError(failure.error_type, failure.message,
+                                                  {**failure.details, "container_id": key}))
+        if not failure.permanent:
+            state.error_backoff = min(max(0.5, state.error_backoff * 2), 60.0)
+            self.queue.add_after(key, state.error_backoff)
+
+    async def reconcile(self, key: str) -> None:
+        record = self.store.get(key)
+        state = self.keys.setdefault(key, KeyState())
+        if record is not None and record.generation != state.last_generation:
+            # New intent from a client: an explicit start is not held back by crash back-off.
+            state.last_generation = record.generation
+            state.restart_not_before, state.waiting_reason = None, None
+        if record is not None and self.links is not None and record.desired is not DesiredState.DELETED:
+            await self.links.ensure(record)
+
+        observed = await self.docker.observe(key)
+        primary = primary_of(record, observed) if record else None
+        await self._diff(key, record, primary)
+
+        decided = plan(record, observed, now=time.time(), restart_not_before=state.restart_not_before)
+        await self._apply(key, record, decided, primary)
+
+        if record is None:
+            self.keys.pop(key, None)
+            return
+        if decided.forget:
+            await self._forget(key, record, existed=bool(observed))
+            return
+        state.waiting_reason = decided.waiting_reason
+        if decided.requeue_after is not None:
+            self.queue.add_after(key, decided.requeue_after)
+            return
+        self.store.report(key, record.generation, None)
+
+    async def _apply(self, key: str, record: Record | None, decided: Plan, primary: Observed | None) -> None:
+        if record is None or not decided.actions:
+            return
+        state = self.keys[key]
+
+        def acknowledge(docker_id: str) -> None:
+            # The run the manager is about to end is not a crash.
+            if state.observed is not None and state.observed.docker_id == docker_id:
+                state.acknowledged.append(state.observed.run_key)
+
+        target = primary.docker_id if primary else None
+        for action in decided.actions:
+            acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge)
+            if action.act is Act.CREATE:
+                target = acted_on
+            if action.act is Act.REMOVE and acted_on == target:
+                target = None
+            if activity is not None:
+                self.sink.publish(activity)
+            current = await self.docker.inspect(target) if target else None
+            await self._diff(key, record, current)
+
+    async def _forget(self, key: str, record: Record, existed: bool) -> None:
+        if self.links is not None:
+            await self.links.discard(key, record.spec.name)
+        if existed:  # a create withdrawn before Docker made anything deletes nothing
+            self.sink.publish(Activity("container_deleted", key, f"Container {record.spec.name} deleted",
+                                       {"name": record.spec.name, "image": record.spec.image}))
+        self.keys.pop(key, None)
+        current = self.store.get(key)
+        if current is not None and current.desired is DesiredState.DELETED:
+            self.store.remove(key)
+
+    # -- diffs -------------------------------------------------------------------
+    async def _diff(self, key: str, record: Record | None, observed: Observed | None) -> None:
+        """Publish what changed since the last look; each change exactly once."""
+        if record is None:
+            return
+        state = self.keys.setdefault(key, KeyState())
+        now = time.time()
+        crash = detect_crash(record, observed, set(state.acknowledged))
+        if crash is not None and observed is not None:
+            state.acknowledged.append(observed.run_key)
+            state.crash_count = next_crash_count(state.crash_count, crash, self.backoff)
+            delay = self.backoff.delay(state.crash_count)
+            state.restart_not_before = now + delay
+            logs = await self.docker.logs_tail(observed.docker_id)
+            self.sink.publish(ContainerCrashed(key, crash.exit_code, crash.description, logs, crash.oom_killed,
+                                               delay, now))
+            self.sink.publish(Activity("container_crash", key, f"Container {record.spec.name} crashed: "
+                                       f"{crash.description}", {"exit_code": crash.exit_code,
+                                                                 "restart_in": delay,
+                                                                 "crash_count": state.crash_count}))
+        new_state = observed.api_state if observed is not None else ABSENT
+        if state.state is None and observed is None:
+            return  # nothing existed yet: creation is not a transition from "deleted"
+        if state.state is not None and new_state != state.state:
+            self.sink.publish(StatusChanged(key, state.state, new_state, now))
+            self.sink.publish(Activity("status_change", key,
+                                       f"Container {record.spec.name} {state.state} -> {new_state}",
+                                       {"old_state": state.state, "new_state": new_state}))
+        state.state = new_state
+        health = observed.health if observed is not None else None
+        if health == "unhealthy" and state.health != "unhealthy":
+            self.sink.publish(HealthWarning(key, health, now))
+            self.sink.publish(Activity("health_warning", key, f"Container {record.spec.name} is unhealthy",
+                                       {"health": health}))
+        state.health = health
+        state.observed = observed
+
+    # -- reading for the API -------------------------------------------------------
+    async def refresh(self, key: str) -> Observed | None:
+        """Read Docker now for a status request.
+
+        Diffs are published only by the key's worker (one at a time, in order);
+        a read that shows something new just wakes that worker.
+        """
+        record = self.store.get(key)
+        observed = await self.docker.observe(key)
+        primary = primary_of(record, observed) if record else None
+        state = self.keys.get(key)
+        if state is None or (primary.api_state if primary else ABSENT) != state.state:
+            self.queue.add(key)
+        return primary
+
+    def known(self, key: str) -> KeyState | None:
+        return self.keys.get(key)

@@ -1,0 +1,61 @@
+"""`flow-manager serve` and `flow-manager build-image`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import aiodocker
+
+from flow_manager.config import add_arguments, from_namespace
+
+
+async def _ensure_image(tag: str, docker_host: str | None, force: bool = False) -> str:
+    from flow_manager.image import ensure_flow_image
+
+    async with aiodocker.Docker(url=docker_host) as docker:
+        return await ensure_flow_image(docker, tag, force=force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flow-manager", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the Socket.IO server and the reconcile loop")
+    add_arguments(serve)
+    build = commands.add_parser("build-image", help="build the reference flow image locally (no registry needed)")
+    build.add_argument("--tag", default="flow:latest")
+    build.add_argument("--docker-host", default=None)
+    build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too")
+    args = parser.parse_args(argv)
+
+    level = getattr(args, "log_level", "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    if args.command == "build-image":
+        try:
+            print(asyncio.run(_ensure_image(args.tag, args.docker_host, args.force)))
+        except Exception as exc:
+            print(f"flow-manager: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    settings = from_namespace(args)
+    if settings.build_image:
+        try:
+            logging.getLogger("flow_manager").info(asyncio.run(_ensure_image(settings.flow_image,
+                                                                             settings.docker_host)))
+        except Exception as exc:
+            print(f"flow-manager: cannot prepare {settings.flow_image}: {exc}", file=sys.stderr)
+            return 1
+    import uvicorn
+
+    from flow_manager.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                lifespan="on", ws="websockets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Settings: each option is a CLI flag and an environment variable, documented in the README."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    socket_dir: str = "/tmp/kawaflow/sockets"
+    status_interval: float = 10.0
+    docker_host: str | None = None
+    flow_image: str = "flow:latest"
+    build_image: bool = True
+    request_timeout: float = 60.0
+    stop_timeout: int = 10
+    workers: int = 32
+    resync_period: float = 30.0
+    restart_backoff_initial: float = 10.0
+    restart_backoff_max: float = 300.0
+    restart_backoff_reset: float = 600.0
+    publish_host_ip: str = "127.0.0.1"
+    log_level: str = "info"
+
+
+HELP = {
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "socket_dir": "directory of the per-container Unix-socket links",
+    "status_interval": "seconds between container_status_update rounds",
+    "docker_host": "Docker engine URL (default: DOCKER_HOST, else the local socket)",
+    "flow_image": "tag of the reference flow image built when missing",
+    "build_image": "build the flow image at start when it is missing or out of date",
+    "request_timeout": "seconds a request waits for Docker to converge before answering system_error",
+    "stop_timeout": "seconds Docker waits after SIGTERM before SIGKILL on stop",
+    "workers": "concurrent reconcile workers (one key per worker at a time)",
+    "resync_period": "seconds between full resyncs with Docker",
+    "restart_backoff_initial": "crash-loop back-off after the second crash, doubling",
+    "restart_backoff_max": "upper bound of the crash-loop back-off",
+    "restart_backoff_reset": "seconds of clean running after which the back-off is forgotten",
+    "publish_host_ip": "host address that published ports bind to",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def env_name(field: str) -> str:
+    return "FLOW_MANAGER_" + field.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        default = os.environ.get(env_name(f.name))
+        if f.name == "docker_host" and default is None:
+            default = os.environ.get("DOCKER_HOST")
+        if f.type == "bool" or f.type is bool:
+            value = _parse_bool(default) if default is not None else f.default
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                                help=f"{HELP[f.name]} (env {env_name(f.name)})")
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(flag, type=kind, default=kind(default) if default is not None else f.default,
+                            help=f"{HELP[f.name]} (env {env_name(f.name)}; default {f.default})")
+
+
+def from_namespace(namespace: argparse.Namespace) -> Settings:
+    return Settings(**{f.name: getattr(namespace, f.name) for f in fields(Settings)})
