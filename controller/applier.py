@@ -35,8 +35,13 @@ class Applier:
         self.after_create = after_create
 
     async def apply(self, record: Record, action: Action, target: str | None,
-                    acknowledge: Callable[[str], None]) -> tuple[str | None, Activity | None]:
-        """Run one action; returns the docker id it produced or acted on, and its activity."""
+                    acknowledge: Callable[[str], None],
+                    checkpoint: Callable[[str], Awaitable[None]]) -> tuple[str | None, Activity | None]:
+        """Run one action; returns the docker id it produced or acted on, and its activity.
+
+        `checkpoint` lets the reconciler observe between the two halves of a
+        restart, so clients see both real transitions (running -> stopped -> running).
+        """
         act = action.act
         if act is Act.CREATE:
             binds, env = await self.prepare_create(record) if self.prepare_create else ((), {})
@@ -55,7 +60,9 @@ class Applier:
             await self.docker.stop(target)
         elif act is Act.RESTART:
             acknowledge(target)
-            await self.docker.restart(target)
+            await self.docker.stop(target)
+            await checkpoint(target)
+            await self.docker.start(target)
         elif act is Act.REMOVE:
             acknowledge(target)
             await self.docker.remove(target)

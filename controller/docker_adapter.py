@@ -167,10 +167,6 @@ class DockerAdapter:
         await self._call("stop_container", lambda: self.docker.containers.container(docker_id).stop(
             t=self.stop_timeout, timeout=self.stop_timeout + 30))
 
-    async def restart(self, docker_id: str) -> None:
-        await self._call("restart_container", lambda: self.docker.containers.container(docker_id).restart(
-            t=self.stop_timeout, timeout=self.stop_timeout + 30))
-
     async def unpause(self, docker_id: str) -> None:
         await self._call("unpause_container", lambda: self.docker.containers.container(docker_id).unpause())
 

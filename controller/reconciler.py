@@ -195,17 +195,20 @@ class Reconciler:
             if state.observed is not None and state.observed.docker_id == docker_id:
                 state.acknowledged.append(state.observed.run_key)
 
+        async def checkpoint(docker_id: str) -> None:
+            await self._diff(key, record, await self.docker.inspect(docker_id))
+
         target = primary.docker_id if primary else None
         for action in decided.actions:
-            acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge)
+            acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge,
+                                                          checkpoint)
             if action.act is Act.CREATE:
                 target = acted_on
             if action.act is Act.REMOVE and acted_on == target:
                 target = None
             if activity is not None:
                 self.sink.publish(activity)
-            current = await self.docker.inspect(target) if target else None
-            await self._diff(key, record, current)
+            await self._diff(key, record, await self.docker.inspect(target) if target else None)
 
     async def _forget(self, key: str, record: Record, existed: bool) -> None:
         if self.links is not None:

@@ -1,0 +1,68 @@
+"""A container that dies on its own is a crash: reported once, restarted with back-off."""
+from __future__ import annotations
+
+import asyncio
+
+import aiodocker
+
+from tests.integration.harness import Client, unique_name
+
+
+async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(client: Client, docker: aiodocker.Docker):
+    name = unique_name("kill")
+    created = await client.call("create_container", {"image": "flow:latest", "name": name})
+    cid = created["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    await asyncio.sleep(0.5)  # let the runtime print its banner
+    await docker.containers.container(created["docker_id"]).kill(signal="SIGKILL")
+
+    crash = await client.wait_for("container_crashed", cid)
+    assert crash["exit_code"] == 137 and isinstance(crash["timestamp"], float)
+    assert crash["crash_details"]["error"] == "Killed by signal 9"
+    assert "flow runtime started" in crash["crash_details"]["logs"]
+    await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_crash")
+    await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("stopped", "running"))
+    info = await docker.containers.container(created["docker_id"]).show()
+    assert info["State"]["Running"], "restarted in place: same Docker container"
+    await asyncio.sleep(2)
+    assert len(client.of("container_crashed", cid)) == 1
+    transitions = [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
+    assert transitions == [("created", "running"), ("running", "stopped"), ("stopped", "running")]
+    await client.call("delete_container", {"container_id": cid})
+
+
+async def test_a_crash_loop_backs_off_exponentially(client: Client):
+    name = unique_name("loop")
+    cid = (await client.call("create_container", {"image": "flow:latest", "name": name, "command": [
+        "python3", "-c", "import sys; print('boom', flush=True); sys.exit(3)"]}))["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    third = await client.wait_for("container_crashed", cid, count=3, timeout=30)
+    crashes = client.of("container_crashed", cid)[:3]
+    assert [c["exit_code"] for c in crashes] == [3, 3, 3]
+    assert crashes[0]["crash_details"]["error"] == "Exited with code 3" and "boom" in crashes[0]["crash_details"]["logs"]
+    # server runs with --restart-backoff-initial 0.5: immediate, 0.5 s, 1 s
+    assert [c["crash_details"]["restart_in"] for c in crashes] == [0.0, 0.5, 1.0]
+    assert crashes[2]["timestamp"] - crashes[1]["timestamp"] >= 0.5
+    status = await client.call("get_container_status", {"container_id": cid})
+    assert status["restart_count"] >= 3
+    await client.call("stop_container", {"container_id": cid})
+    settled = len(client.of("container_crashed", cid))
+    await asyncio.sleep(2.5)
+    assert len(client.of("container_crashed", cid)) == settled, "stopped means no more restarts"
+    assert third["container_id"] == cid
+    await client.call("delete_container", {"container_id": cid})
+
+
+async def test_restart_after_removal_behind_the_managers_back(client: Client, docker: aiodocker.Docker):
+    name = unique_name("gone")
+    created = await client.call("create_container", {"image": "flow:latest", "name": name})
+    cid = created["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    await docker.containers.container(created["docker_id"]).delete(force=True)
+    await client.wait_for("status_changed", cid, lambda e: e["old_state"] == "deleted" and e["new_state"] == "created",
+                          timeout=15)
+    await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "running", count=2, timeout=15)
+    status = await client.call("get_container_status", {"container_id": cid})
+    assert status["state"] == "running" and status["docker_id"] != created["docker_id"]
+    assert status["container_id"] == cid, "the managed id is stable across recreation"
+    await client.call("delete_container", {"container_id": cid})

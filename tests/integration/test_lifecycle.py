@@ -1,0 +1,121 @@
+"""The reference's lifecycle, end to end, against the real engine."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import aiodocker
+
+from tests.integration.harness import Client, unique_name
+
+HEX12 = re.compile(r"^[0-9a-f]{12}$")
+
+
+def iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def test_reference_lifecycle(client: Client, docker: aiodocker.Docker, server):
+    name = unique_name("life")
+    created = await client.call("create_container", {"image": "flow:latest", "name": name,
+                                                      "environment": {"ENV_VAR1": "value1"}, "ports": {}})
+    cid = created["container_id"]
+    assert HEX12.match(cid)
+    assert {k: created[k] for k in ("name", "image", "status", "ports")} == \
+        {"name": name, "image": "flow:latest", "status": "created", "ports": {}}
+    assert created["socket_path"] == f"{server.socket_dir}/{name}.sock"
+    assert (await client.wait_for("container_created", cid)) == created
+    info = await docker.containers.container(created["docker_id"]).show()
+    assert info["State"]["Status"] == "created" and "ENV_VAR1=value1" in info["Config"]["Env"]
+
+    started = await client.call("start_container", {"container_id": cid})
+    assert started == {"container_id": cid, "status": "running"}
+    assert (await client.wait_for("container_started", cid)) == started
+    info = await docker.containers.container(created["docker_id"]).show()
+    assert info["State"]["Running"] is True
+
+    status = await client.call("get_container_status", {"container_id": cid})
+    assert status["state"] == "running" and status["health"] == "none"
+    assert re.match(r"^\d+:\d\d:\d\d$", status["uptime"]) and status["socket_connected"] in (True, False)
+    usage = status["resource_usage"]
+    assert usage["memory_usage"] > 0 and usage["memory_limit"] >= usage["memory_usage"]
+    assert isinstance(usage["cpu_percent"], float) and 0 <= usage["memory_percent"] <= 100
+    for key in ("network_rx_bytes", "network_tx_bytes", "disk_read_bytes", "disk_write_bytes"):
+        assert isinstance(usage[key], int) and usage[key] >= 0
+    iso(usage["timestamp"])
+    assert status["docker_id"] == created["docker_id"]
+
+    listing = await client.call("list_containers", {})
+    mine = [c for c in listing["containers"] if c["id"] == cid]
+    assert listing["count"] == len(listing["containers"]) and len(mine) == 1
+    assert mine[0]["name"] == name and mine[0]["status"] == "running" and mine[0]["image"] == "flow:latest"
+    iso(mine[0]["created"])
+
+    before = info["State"]["StartedAt"]
+    restarted = await client.call("restart_container", {"container_id": name})  # a name works as well as an id
+    assert restarted == {"container_id": cid, "status": "running"}
+    after = (await docker.containers.container(created["docker_id"]).show())["State"]
+    assert after["Running"] and after["StartedAt"] != before
+
+    stopped = await client.call("stop_container", {"container_id": cid})
+    assert stopped == {"container_id": cid, "status": "stopped"}
+    assert (await docker.containers.container(created["docker_id"]).show())["State"]["Running"] is False
+
+    deleted = await client.call("delete_container", {"container_id": cid})
+    assert deleted == {"container_id": cid, "status": "deleted"}
+    assert not await docker.containers.list(all=True, filters={"name": [name]})
+    assert all(c["id"] != cid for c in (await client.call("list_containers", {}))["containers"])
+
+    # The diffs: one status_changed per real transition, in order, and an activity for each operation.
+    transitions = [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
+    assert transitions == [("created", "running"), ("running", "stopped"), ("stopped", "running"),
+                           ("running", "stopped"), ("stopped", "deleted")]
+    for e in client.of("status_changed", cid):
+        assert isinstance(e["timestamp"], float)
+    activities = [a["activity_type"] for a in client.of("activity_log", cid)]
+    for kind in ("container_created", "container_started", "container_restarted", "container_stopped",
+                 "container_deleted", "status_change"):
+        assert kind in activities, kind
+    assert not client.of("container_crashed", cid), "a requested stop or restart is not a crash"
+
+
+async def test_start_from_name_and_idempotent_requests(client: Client):
+    name = unique_name("idem")
+    cid = (await client.call("create_container", {"image": "flow:latest", "name": name}))["container_id"]
+    assert (await client.call("start_container", {"container_id": name}))["status"] == "running"
+    assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
+    assert (await client.call("stop_container", {"container_id": cid}))["status"] == "stopped"
+    assert (await client.call("stop_container", {"container_id": cid}))["status"] == "stopped"
+    assert [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)] == \
+        [("created", "running"), ("running", "stopped")]
+    await client.call("delete_container", {"container_id": cid})
+
+
+async def test_ports_are_published_on_loopback(client: Client, docker: aiodocker.Docker):
+    from tests.integration.harness import free_port
+    host_port = free_port()
+    name = unique_name("port")
+    created = await client.call("create_container", {"image": "flow:latest", "name": name,
+                                                      "ports": {"8080": host_port}})
+    assert created["ports"] == {"8080": host_port}
+    await client.call("start_container", {"container_id": name})
+    info = await docker.containers.container(created["docker_id"]).show()
+    assert info["NetworkSettings"]["Ports"]["8080/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": str(host_port)}
+    await client.call("delete_container", {"container_id": name})
+
+
+async def test_every_client_sees_server_events(server, client: Client):
+    other = await Client().connect(server.url)
+    try:
+        assert (await other.wait_for("connected"))["message"]
+        name = unique_name("bcast")
+        cid = (await client.call("create_container", {"image": "flow:latest", "name": name}))["container_id"]
+        await client.call("start_container", {"container_id": cid})
+        await other.wait_for("status_changed", cid, lambda e: e["new_state"] == "running")
+        await other.wait_for("activity_log", cid, lambda e: e["activity_type"] == "container_started")
+        update = await other.wait_for("container_status_update", cid, timeout=10)
+        assert set(update["status"]) >= {"state", "health", "socket_connected", "uptime", "resource_usage"}
+        assert not other.of("container_started"), "responses go to the requester only"
+        await client.call("delete_container", {"container_id": cid})
+    finally:
+        await other.close()

@@ -1,0 +1,92 @@
+"""The planner is the heart of the controller: every decision, no Docker."""
+from __future__ import annotations
+
+import pytest
+
+from controller.observed import Observed
+from controller.planner import Act, plan
+from store import ContainerSpec, DesiredState, Record
+
+SPEC = ContainerSpec(image="flow:latest", name="a")
+
+
+def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float | None = None) -> Record:
+    return Record(id="abc123def456", spec=spec, desired=desired, generation=2, created_at=0.0,
+                  restart_requested_at=restart_at)
+
+
+def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
+             started: float | None = 100.0, created: float = 1.0) -> Observed:
+    return Observed(docker_id=docker_id, name="a", managed_id="abc123def456",
+                    spec_hash=spec_hash if spec_hash is not None else SPEC.spec_hash(), code_revision=None,
+                    status=status, running=status == "running", paused=status == "paused", exit_code=0,
+                    oom_killed=False, error="", pid=1, started_at=started, finished_at=None, created_at=created,
+                    health=None, image="flow:latest")
+
+
+def acts(p) -> list[tuple[Act, str | None]]:
+    return [(a.act, a.docker_id) for a in p.actions]
+
+
+def test_missing_container_is_created_and_started_when_desired_running():
+    assert acts(plan(record(DesiredState.RUNNING), [], now=0)) == [(Act.CREATE, None), (Act.START, None)]
+
+
+def test_missing_container_is_only_created_when_desired_created():
+    assert acts(plan(record(DesiredState.CREATED), [], now=0)) == [(Act.CREATE, None)]
+
+
+@pytest.mark.parametrize("desired,status,expected", [
+    (DesiredState.RUNNING, "running", []),
+    (DesiredState.RUNNING, "created", [(Act.START, "d1")]),
+    (DesiredState.RUNNING, "exited", [(Act.START, "d1")]),
+    (DesiredState.RUNNING, "paused", [(Act.UNPAUSE, "d1")]),
+    (DesiredState.STOPPED, "running", [(Act.STOP, "d1")]),
+    (DesiredState.STOPPED, "exited", []),
+    (DesiredState.STOPPED, "created", []),
+    (DesiredState.CREATED, "created", []),
+])
+def test_state_convergence(desired, status, expected):
+    assert acts(plan(record(desired), [observed(status)], now=0)) == expected
+
+
+def test_deleted_removes_every_container_and_forgets_the_record():
+    p = plan(record(DesiredState.DELETED), [observed(docker_id="d1"), observed(docker_id="d2")], now=0)
+    assert acts(p) == [(Act.REMOVE, "d1"), (Act.REMOVE, "d2")] and p.forget
+
+
+def test_changed_spec_recreates():
+    p = plan(record(DesiredState.RUNNING), [observed(spec_hash="stale")], now=0)
+    assert acts(p) == [(Act.REMOVE, "d1"), (Act.CREATE, None), (Act.START, None)]
+
+
+def test_duplicates_are_removed_keeping_the_running_one_with_the_current_spec():
+    p = plan(record(DesiredState.RUNNING),
+             [observed("exited", docker_id="old", created=5.0), observed("running", docker_id="keep", created=1.0)],
+             now=0)
+    assert acts(p) == [(Act.REMOVE, "old")]
+
+
+def test_restart_request_restarts_a_run_that_began_before_it():
+    assert acts(plan(record(DesiredState.RUNNING, restart_at=150.0), [observed(started=100.0)], now=200)) == \
+        [(Act.RESTART, "d1")]
+    assert acts(plan(record(DesiredState.RUNNING, restart_at=150.0), [observed(started=160.0)], now=200)) == []
+
+
+def test_crash_back_off_holds_the_start_and_says_when_to_look_again():
+    p = plan(record(DesiredState.RUNNING), [observed("exited")], now=100.0, restart_not_before=104.0)
+    assert p.actions == () and p.requeue_after == pytest.approx(4.0) and p.waiting_reason == "CrashLoopBackOff"
+    assert acts(plan(record(DesiredState.RUNNING), [observed("exited")], now=105.0, restart_not_before=104.0)) == \
+        [(Act.START, "d1")]
+
+
+def test_unknown_containers_are_left_alone():
+    assert plan(None, [observed()], now=0).idle
+
+
+def test_spec_hash_covers_every_field():
+    base = SPEC.spec_hash()
+    assert ContainerSpec(image="flow:latest", name="a", environment={"A": "1"}).spec_hash() != base
+    assert ContainerSpec(image="flow:latest", name="a", ports={"80": 8080}).spec_hash() != base
+    assert ContainerSpec(image="flow:latest", name="a", code_revision="x").spec_hash() != base
+    assert ContainerSpec(image="flow:latest", name="a").spec_hash() == base

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from api.errors import from_validation
+from api.schemas import ContainerRef, CreateContainer, SendMessage
+from controller.container_config import ContainerDefaults, docker_create_body
+from controller.observed import parse_docker_time
+from controller.stats import format_uptime, resource_usage
+from flow_runtime import framing
+from store import ContainerSpec, DesiredState, Record
+
+
+def test_reference_create_request_is_accepted():
+    req = CreateContainer.model_validate({"image": "flow:latest", "name": "my-flow-container",
+                                          "environment": {"ENV_VAR1": "value1"},
+                                          "volumes": {"/host/path": "/container/path"}, "ports": {"8080": 8080}})
+    assert req.ports == {"8080": 8080}
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"name": "x"}, "image"),
+    ({"image": 5}, "image"),
+    ({"image": "flow:latest", "name": "-bad"}, "name"),
+    ({"image": "flow:latest", "ports": {"8080": "8080"}}, "ports.8080"),
+    ({"image": "flow:latest", "ports": {"http": 8080}}, "ports"),
+    ({"image": "flow:latest", "ports": {"8080": 70000}}, "ports.8080"),
+    ({"image": "flow:latest", "environment": {"1X": "a"}}, "environment"),
+    ({"image": "flow:latest", "volumes": {"relative": "/x"}}, "volumes.relative.[key]"),
+    ({"image": "flow:latest", "volumes": {"/a/../etc": "/x"}}, "volumes"),
+    ({"image": "flow:latest", "enviroment": {}}, "enviroment"),
+])
+def test_invalid_create_requests_name_the_field(bad, field):
+    with pytest.raises(ValidationError) as info:
+        CreateContainer.model_validate(bad)
+    error = from_validation(info.value)
+    assert error.error_type == "validation_error" and error.details["field"] == field
+
+
+def test_requests_must_be_objects():
+    with pytest.raises(ValidationError):
+        ContainerRef.model_validate("abc")
+    with pytest.raises(ValidationError):
+        SendMessage.model_validate({"container_id": "a", "message": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}})
+
+
+def test_create_body_carries_labels_ports_and_hardening():
+    r = Record(id="abc123def456", spec=ContainerSpec(image="flow:latest", name="a", ports={"8080": 18080},
+                                                     environment={"A": "1"}), desired=DesiredState.RUNNING,
+               generation=1, created_at=0)
+    body = docker_create_body(r, ContainerDefaults())
+    assert body["Labels"]["io.kawaflow.flow-manager.container-id"] == "abc123def456"
+    assert body["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}
+    assert "A=1" in body["Env"] and "no-new-privileges" in body["HostConfig"]["SecurityOpt"]
+
+
+def test_docker_times_and_uptime():
+    assert parse_docker_time("0001-01-01T00:00:00Z") is None
+    assert parse_docker_time("2025-07-21T10:30:00.123456789Z") == pytest.approx(1753093800.123456)
+    assert format_uptime(630) == "0:10:30" and format_uptime(90061) == "25:01:01"
+
+
+def test_resource_usage_like_docker_stats():
+    stats = {"cpu_stats": {"cpu_usage": {"total_usage": 300}, "system_cpu_usage": 2000, "online_cpus": 2},
+             "precpu_stats": {"cpu_usage": {"total_usage": 100}, "system_cpu_usage": 1000},
+             "memory_stats": {"usage": 1000, "limit": 4000, "stats": {"total_inactive_file": 200}},
+             "networks": {"eth0": {"rx_bytes": 5, "tx_bytes": 7}},
+             "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 3}, {"op": "Write", "value": 4}]}}
+    usage = resource_usage(stats, "t")
+    assert usage == {"cpu_percent": 40.0, "memory_usage": 800, "memory_limit": 4000, "memory_percent": 20.0,
+                     "network_rx_bytes": 5, "network_tx_bytes": 7, "disk_read_bytes": 3, "disk_write_bytes": 4,
+                     "timestamp": "t"}
+
+
+def test_framing_round_trip_and_limits():
+    frame = framing.encode({"command": "ping", "data": "é"})
+    assert framing.decode(frame[4:]) == {"command": "ping", "data": "é"}
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    with pytest.raises(framing.FrameError):
+        framing.decode(b"[1,2]")
+    with pytest.raises(framing.FrameError):
+        framing.decode(b"\xff\xfe")
+    with pytest.raises(framing.FrameError):
+        framing.encode({"x": "a" * 100}, max_size=10)
