@@ -19,9 +19,12 @@ from pydantic import BaseModel, ValidationError
 from api import payloads
 from api.broadcast import Broadcaster
 from api.errors import ApiError, from_validation
-from api.schemas import ContainerRef, CreateContainer, ListContainers
+from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, UpdateContainer
+from controller.events import Activity
+from controller.links import LinkFailure, LinkManager
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
+from store.code import CodeError, CodeSnapshot, CodeStore
 from store.records import new_container_id
 
 log = logging.getLogger("flow_manager.api")
@@ -36,8 +39,9 @@ class ApiSettings:
 
 class Handlers:
     def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader,
-                 broadcaster: Broadcaster, settings: ApiSettings) -> None:
+                 broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
+        self.links, self.codes = links, codes
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -47,7 +51,9 @@ class Handlers:
             "start_container": ("container_started", ContainerRef, self.start),
             "stop_container": ("container_stopped", ContainerRef, self.stop),
             "restart_container": ("container_restarted", ContainerRef, self.restart),
+            "update_container": ("container_updated", UpdateContainer, self.update),
             "delete_container": ("container_deleted", ContainerRef, self.delete),
+            "send_message": ("message_sent", SendMessage, self.send_message),
             "get_container_status": ("container_status", ContainerRef, self.status),
             "list_containers": ("container_list", ListContainers, self.list),
         }
@@ -127,15 +133,23 @@ class Handlers:
             return default, None
         return known.observed.api_state, known.observed.docker_id
 
+    async def _snapshot(self, code_path: str) -> CodeSnapshot:
+        try:
+            return await self.codes.snapshot(code_path)
+        except CodeError as exc:
+            raise ApiError("validation_error", str(exc), field="code_path") from None
+
     # -- operations ----------------------------------------------------------------
     async def create(self, request: CreateContainer) -> dict[str, Any]:
+        code = await self._snapshot(request.code_path) if request.code_path else None
         container_id = new_container_id()
         spec = ContainerSpec(
             image=request.image, name=request.name or f"flow-{container_id}",
             environment=dict(request.environment), volumes=dict(request.volumes), ports=dict(request.ports),
             command=tuple(request.command) if request.command else None)
         try:
-            record = self.store.create(spec, DesiredState.CREATED, container_id=container_id)
+            record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
+                                       code_path=request.code_path, code_revision=code.revision if code else None)
         except NameInUse as exc:
             raise ApiError("validation_error", f"name {spec.name!r} is already in use", field="name",
                            container_id=exc.container_id) from None
@@ -148,7 +162,7 @@ class Handlers:
         state, docker_id = self._state(record.id, "created")
         return {"container_id": record.id, "name": spec.name, "image": spec.image, "status": state,
                 "socket_path": payloads.socket_path(self.settings.socket_dir, spec.name),
-                "ports": dict(spec.ports), "docker_id": docker_id}
+                "ports": dict(spec.ports), "docker_id": docker_id, "code_revision": record.code_revision}
 
     async def start(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING)
@@ -165,6 +179,29 @@ class Handlers:
                               restart_requested_at=time.time())
         self._unless_superseded(await self._converge(record, "restart_container"), DesiredState.RUNNING, record.id)
         return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
+
+    async def update(self, request: UpdateContainer) -> dict[str, Any]:
+        record = self._record(request.container_id)
+        code = await self._snapshot(request.code_path)  # unreadable: validation_error, nothing changes
+        record = self._intent(record, code_revision=code.revision, code_path=request.code_path)
+        current = await self._converge(record, "update_container")
+        if current is None or current.code_revision != code.revision:
+            raise ApiError("system_error", "superseded by a later request for the same container",
+                           container_id=record.id, superseded=True)
+        self.codes.retain({r.code_revision for r in self.store.records() if r.code_revision})
+        return {"container_id": record.id, "code_path": request.code_path, "status": "updated",
+                "code_revision": code.revision, "files": code.files}
+
+    async def send_message(self, request: SendMessage) -> dict[str, Any]:
+        record = self._record(request.container_id)
+        try:
+            await self.links.send(record.id, request.message)
+        except LinkFailure as failure:
+            raise ApiError(failure.error_type, failure.message, container_id=record.id) from None
+        command = request.message.get("command")
+        self.broadcaster.publish(Activity("message_sent", record.id, f"Message sent to container {record.spec.name}",
+                                          {"command": command if isinstance(command, str) else None}))
+        return {"container_id": record.id, "message": request.message, "status": "sent"}
 
     async def delete(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.DELETED)

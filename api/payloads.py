@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.events import Activity, ContainerCrashed, ControllerError, HealthWarning, StatusChanged
+from controller.events import (
+    Activity,
+    ContainerCrashed,
+    ControllerError,
+    HealthWarning,
+    MessageReceived,
+    StatusChanged,
+)
 from controller.status import ContainerStatus, iso, iso_now
 
 
@@ -73,6 +80,9 @@ def event(event: object) -> tuple[str, dict[str, Any]]:
     if isinstance(event, HealthWarning):
         return "container_health_warning", {"container_id": event.container_id, "health": event.health,
                                             "timestamp": event.timestamp}
+    if isinstance(event, MessageReceived):
+        return "message_received", {"container_id": event.container_id, "message": event.message,
+                                    "timestamp": iso(event.timestamp)}
     if isinstance(event, Activity):
         return "activity_log", {"activity_type": event.activity_type, "container_id": event.container_id,
                                 "message": event.message, "details": event.details, "timestamp": iso_now()}

@@ -1,18 +1,21 @@
 """Applying a plan: the side-effecting half of the planner/applier split.
 
-Each action is one Docker call. Before the manager ends a run itself (stop,
-restart, remove) it acknowledges that run, so the crash detector never
-mistakes a requested stop for a crash.
+Each action is one Docker call (a restart is two, observed in between).
+Before the manager ends a run itself (stop, restart, remove) it acknowledges
+that run, so the crash detector never mistakes a requested stop for a crash.
 """
 from __future__ import annotations
 
 from typing import Awaitable, Callable
 
+from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
 from controller.docker_adapter import DockerAdapter
 from controller.events import Activity
+from controller.links import LinkManager
 from controller.planner import Act, Action
-from store.records import Record
+from store import Record
+from store.code import CODE_DIR
 
 ACTIVITY = {
     Act.CREATE: ("container_created", "created"),
@@ -20,19 +23,14 @@ ACTIVITY = {
     Act.STOP: ("container_stopped", "stopped"),
     Act.RESTART: ("container_restarted", "restarted"),
     Act.UNPAUSE: ("container_started", "unpaused"),
+    Act.DEPLOY: ("container_updated", "updated"),
 }
 
 
 class Applier:
     def __init__(self, docker: DockerAdapter, defaults: ContainerDefaults,
-                 prepare_create: Callable[[Record], Awaitable[tuple[tuple[str, ...], dict[str, str]]]] | None = None,
-                 after_create: Callable[[Record, str], Awaitable[None]] | None = None) -> None:
-        self.docker = docker
-        self.defaults = defaults
-        # Hooks for the link layer: mounts/env a new container needs, and work
-        # (like copying code in) between create and start.
-        self.prepare_create = prepare_create
-        self.after_create = after_create
+                 links: LinkManager | None = None, deployer: CodeDeployer | None = None) -> None:
+        self.docker, self.defaults, self.links, self.deployer = docker, defaults, links, deployer
 
     async def apply(self, record: Record, action: Action, target: str | None,
                     acknowledge: Callable[[str], None],
@@ -44,13 +42,17 @@ class Applier:
         """
         act = action.act
         if act is Act.CREATE:
-            binds, env = await self.prepare_create(record) if self.prepare_create else ((), {})
-            body = docker_create_body(record, self.defaults, binds, env)
+            binds, env = self.links.inputs(record) if self.links else ((), {})
+            body = docker_create_body(record, self.defaults, binds, {**env, "FLOW_CODE_DIR": CODE_DIR})
             target = await self.docker.create(body, record.spec.name)
-            if self.after_create:
-                await self.after_create(record, target)
         elif target is None:
             raise ValueError(f"{act.value} needs a container")
+        elif act is Act.DEPLOY:
+            if self.deployer is None:
+                raise ValueError("no code deployer configured")
+            await self.deployer.deploy(record, target)
+            if action.docker_id is None:
+                return target, None  # initial code of a new container is part of its creation
         elif act is Act.START:
             await self.docker.start(target)
         elif act is Act.UNPAUSE:
@@ -66,8 +68,11 @@ class Applier:
         elif act is Act.REMOVE:
             acknowledge(target)
             await self.docker.remove(target)
+            if self.deployer is not None:
+                self.deployer.forget(target)
             return target, None
         activity_type, verb = ACTIVITY[act]
-        return target, Activity(activity_type, record.id, f"Container {record.spec.name} {verb}",
-                                {"name": record.spec.name, "image": record.spec.image, "docker_id": target,
-                                 "reason": action.reason})
+        details = {"name": record.spec.name, "image": record.spec.image, "docker_id": target, "reason": action.reason}
+        if act is Act.DEPLOY:
+            details.update(code_revision=record.code_revision, code_path=record.code_path)
+        return target, Activity(activity_type, record.id, f"Container {record.spec.name} {verb}", details)

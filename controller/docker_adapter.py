@@ -167,6 +167,9 @@ class DockerAdapter:
         await self._call("stop_container", lambda: self.docker.containers.container(docker_id).stop(
             t=self.stop_timeout, timeout=self.stop_timeout + 30))
 
+    async def put_archive(self, docker_id: str, path: str, archive: bytes) -> None:
+        await self._call("put_archive", lambda: self.docker.containers.container(docker_id).put_archive(path, archive))
+
     async def unpause(self, docker_id: str) -> None:
         await self._call("unpause_container", lambda: self.docker.containers.container(docker_id).unpause())
 

@@ -36,6 +36,13 @@ class HealthWarning:
 
 
 @dataclass(frozen=True)
+class MessageReceived:
+    container_id: str
+    message: dict[str, Any]
+    timestamp: float
+
+
+@dataclass(frozen=True)
 class Activity:
     activity_type: str
     container_id: str | None
@@ -52,7 +59,7 @@ class ControllerError:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-Event = StatusChanged | ContainerCrashed | HealthWarning | Activity | ControllerError
+Event = StatusChanged | ContainerCrashed | HealthWarning | MessageReceived | Activity | ControllerError
 
 
 class EventSink(Protocol):

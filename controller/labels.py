@@ -4,7 +4,6 @@ MANAGED = "io.kawaflow.flow-manager.managed"
 CONTAINER_ID = "io.kawaflow.flow-manager.container-id"
 SPEC_HASH = "io.kawaflow.flow-manager.spec-hash"
 NAME = "io.kawaflow.flow-manager.name"
-CODE_REVISION = "io.kawaflow.flow-manager.code-revision"
 
 
 def managed_filter(container_id: str | None = None) -> dict[str, list[str]]:

@@ -41,7 +41,6 @@ class Observed:
     name: str
     managed_id: str
     spec_hash: str | None
-    code_revision: str | None
     status: str
     running: bool
     paused: bool
@@ -75,7 +74,6 @@ class Observed:
             name=(info.get("Name") or "").lstrip("/"),
             managed_id=container_labels.get(labels.CONTAINER_ID, ""),
             spec_hash=container_labels.get(labels.SPEC_HASH),
-            code_revision=container_labels.get(labels.CODE_REVISION) or None,
             status=state.get("Status", "unknown"),
             running=bool(state.get("Running")) and not state.get("Paused"),
             paused=bool(state.get("Paused")),

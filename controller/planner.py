@@ -21,6 +21,7 @@ class Act(str, Enum):
     RESTART = "restart"
     UNPAUSE = "unpause"
     REMOVE = "remove"
+    DEPLOY = "deploy"  # copy the desired code revision in, and reload it if the runtime is up
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def primary_of(record: Record, observed: Sequence[Observed]) -> Observed | None:
 
 
 def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
-         restart_not_before: float | None = None) -> Plan:
+         restart_not_before: float | None = None, running_revision: str | None = None) -> Plan:
+    """`running_revision` is the code revision the current container is known to have."""
     if record is None:
         # Unknown to the store: left alone here; adoption and garbage collection
         # of such containers is a separate, deliberate policy.
@@ -69,10 +71,14 @@ def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
         primary = None
     if primary is None:
         actions.append(Action(Act.CREATE, reason="missing"))
+        if record.code_revision is not None:
+            actions.append(Action(Act.DEPLOY, reason="initial code"))
         if wants_running:
             actions.append(Action(Act.START, reason="desired running"))
         return Plan(actions=tuple(actions))
 
+    if record.code_revision is not None and running_revision != record.code_revision:
+        actions.append(Action(Act.DEPLOY, primary.docker_id, "code revision"))
     if wants_running:
         if primary.paused:
             actions.append(Action(Act.UNPAUSE, primary.docker_id, "desired running"))

@@ -13,14 +13,15 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from opentelemetry import trace
 
 from controller.applier import Applier
+from controller.code_deploy import CodeDeployer
 from controller.crashes import RestartBackoff, detect_crash, next_crash_count
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
+from controller.links import LinkManager
 from controller.observed import ABSENT, Observed
 from controller.planner import Act, Plan, plan, primary_of
 from controller.queue import WorkQueue
@@ -28,13 +29,6 @@ from store import ConvergeError, DesiredState, MemoryStore, Record
 
 log = logging.getLogger("flow_manager.controller")
 tracer = trace.get_tracer("flow_manager.controller")
-
-
-class LinkHooks(Protocol):
-    """What the reconciler needs from the link layer (controller.links)."""
-
-    async def ensure(self, record: Record) -> None: ...
-    async def discard(self, container_id: str, name: str) -> None: ...
 
 
 @dataclass
@@ -57,12 +51,14 @@ class KeyState:
 class Reconciler:
     def __init__(self, store: MemoryStore, docker: DockerAdapter, applier: Applier, sink: EventSink, *,
                  backoff: RestartBackoff = RestartBackoff(), workers: int = 32,
-                 resync_period: float = 30.0, links: LinkHooks | None = None) -> None:
+                 resync_period: float = 30.0, links: LinkManager | None = None,
+                 deployer: CodeDeployer | None = None) -> None:
         self.store, self.docker, self.applier, self.sink = store, docker, applier, sink
         self.backoff = backoff
         self.workers = workers
         self.resync_period = resync_period
         self.links = links
+        self.deployer = deployer
         self.queue = WorkQueue()
         self.keys: dict[str, KeyState] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,7 +166,10 @@ class Reconciler:
         primary = primary_of(record, observed) if record else None
         await self._diff(key, record, primary)
 
-        decided = plan(record, observed, now=time.time(), restart_not_before=state.restart_not_before)
+        revision = self.deployer.running_revision(record, primary.docker_id if primary else None) \
+            if record is not None and self.deployer is not None else None
+        decided = plan(record, observed, now=time.time(), restart_not_before=state.restart_not_before,
+                       running_revision=revision)
         await self._apply(key, record, decided, primary)
 
         if record is None:

@@ -113,7 +113,7 @@ class StatusReader:
             uptime=format_uptime(now - observed.started_at) if running and observed and observed.started_at else "0:00:00",
             last_communication=self.links.last_communication(record.id) if self.links else None,
             resource_usage=usage,
-            code_revision=record.spec.code_revision,
+            code_revision=record.code_revision,
             running_revision=self.links.revision(record.id) if self.links else None,
             exit_code=observed.exit_code if observed and not observed.running and observed.started_at else None,
             crash_count=known.crash_count if known else 0,

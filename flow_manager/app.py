@@ -9,13 +9,16 @@ import socketio
 from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
 from controller.applier import Applier
+from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
 from controller.docker_adapter import DockerAdapter
+from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings
 from store import MemoryStore
+from store.code import CodeStore
 
 log = logging.getLogger("flow_manager")
 
@@ -27,6 +30,8 @@ class FlowManager:
                                         engineio_logger=False)
         self.app = socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown)
         self.store = MemoryStore()
+        self.codes = CodeStore()
+        self.links: LinkManager | None = None
         self.docker: DockerAdapter | None = None
         self.reconciler: Reconciler | None = None
         self.status_loop: StatusLoop | None = None
@@ -36,17 +41,22 @@ class FlowManager:
         s = self.settings
         self.docker = DockerAdapter(s.docker_host, stop_timeout=s.stop_timeout)
         self.broadcaster = Broadcaster(self.sio)
+        self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
+                                 max_frame=s.max_frame_bytes, send_timeout=s.send_timeout)
+        deployer = CodeDeployer(self.docker, self.codes, self.links)
         applier = Applier(self.docker, ContainerDefaults(publish_host_ip=s.publish_host_ip,
-                                                         stop_timeout=s.stop_timeout))
+                                                         stop_timeout=s.stop_timeout), self.links, deployer)
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
-            workers=s.workers, resync_period=s.resync_period)
-        reader = StatusReader(self.store, self.reconciler, self.docker)
+            workers=s.workers, resync_period=s.resync_period, links=self.links, deployer=deployer)
+        self.links.wake = self.reconciler.queue.add
+        reader = StatusReader(self.store, self.reconciler, self.docker, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
                                       self.broadcaster.listening)
         Handlers(self.sio, self.store, reader, self.broadcaster,
-                 ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout)).register()
+                 ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout),
+                 self.links, self.codes).register()
         self.broadcaster.start()
         self.reconciler.start()
         self.status_loop.start()
@@ -56,6 +66,8 @@ class FlowManager:
         for part in (self.status_loop, self.reconciler, self.broadcaster):
             if part is not None:
                 await part.stop()
+        if self.links is not None:
+            await self.links.close()
         if self.docker is not None:
             await self.docker.close()
 

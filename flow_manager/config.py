@@ -23,6 +23,9 @@ class Settings:
     restart_backoff_max: float = 300.0
     restart_backoff_reset: float = 600.0
     publish_host_ip: str = "127.0.0.1"
+    socket_host_dir: str = ""
+    max_frame_bytes: int = 1 << 20
+    send_timeout: float = 5.0
     log_level: str = "info"
 
 
@@ -42,6 +45,9 @@ HELP = {
     "restart_backoff_max": "upper bound of the crash-loop back-off",
     "restart_backoff_reset": "seconds of clean running after which the back-off is forgotten",
     "publish_host_ip": "host address that published ports bind to",
+    "socket_host_dir": "the socket directory as the Docker engine sees it, when it differs (sidecars)",
+    "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
+    "send_timeout": "seconds send_message waits for the container to take a message",
     "log_level": "debug, info, warning or error",
 }
 

@@ -63,7 +63,8 @@ class MemoryStore:
 
     # -- writing intent ------------------------------------------------------
     def create(self, spec: ContainerSpec, desired: DesiredState = DesiredState.CREATED,
-               code_path: str | None = None, container_id: str | None = None) -> Record:
+               code_path: str | None = None, container_id: str | None = None,
+               code_revision: str | None = None) -> Record:
         owner = self._by_name.get(spec.name)
         if owner is not None:
             raise NameInUse(spec.name, owner)
@@ -71,7 +72,7 @@ class MemoryStore:
         while container_id in self._records:
             container_id = new_container_id()
         record = Record(id=container_id, spec=spec, desired=desired, generation=1,
-                        created_at=time.time(), code_path=code_path)
+                        created_at=time.time(), code_path=code_path, code_revision=code_revision)
         self._records[container_id] = record
         self._by_name[spec.name] = container_id
         self._changed(record.id, record)

@@ -36,7 +36,6 @@ class ContainerSpec:
     volumes: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     command: tuple[str, ...] | None = None
-    code_revision: str | None = None
 
     def spec_hash(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -70,6 +69,8 @@ class Record:
     # Wall-clock time of the last restart request: a run that started before it
     # must be restarted. Comparing times keeps restart level-triggered.
     restart_requested_at: float | None = None
+    # Code is deployed in place (no recreation), so it lives beside the spec, not in its hash.
+    code_revision: str | None = None
     code_path: str | None = None
     status: RecordStatus = RecordStatus()
 

@@ -18,7 +18,7 @@ def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float 
 def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
              started: float | None = 100.0, created: float = 1.0) -> Observed:
     return Observed(docker_id=docker_id, name="a", managed_id="abc123def456",
-                    spec_hash=spec_hash if spec_hash is not None else SPEC.spec_hash(), code_revision=None,
+                    spec_hash=spec_hash if spec_hash is not None else SPEC.spec_hash(),
                     status=status, running=status == "running", paused=status == "paused", exit_code=0,
                     oom_killed=False, error="", pid=1, started_at=started, finished_at=None, created_at=created,
                     health=None, image="flow:latest")
@@ -88,5 +88,4 @@ def test_spec_hash_covers_every_field():
     base = SPEC.spec_hash()
     assert ContainerSpec(image="flow:latest", name="a", environment={"A": "1"}).spec_hash() != base
     assert ContainerSpec(image="flow:latest", name="a", ports={"80": 8080}).spec_hash() != base
-    assert ContainerSpec(image="flow:latest", name="a", code_revision="x").spec_hash() != base
     assert ContainerSpec(image="flow:latest", name="a").spec_hash() == base

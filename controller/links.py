@@ -1,0 +1,234 @@
+"""Per-container Unix-socket links between the manager and the process inside.
+
+The manager listens; the container dials. Each container's socket lives in a
+directory of its own, `<socket-dir>/.links/<id>/link.sock`, and only that
+directory is mounted into the container (at /run/flow), so a container never
+sees another container's link. `<socket-dir>/<name>.sock` is a symlink to it
+for processes on the host. Because the mount is the directory, not the socket
+file, a manager restart that binds a fresh socket is visible to the
+container at once: the runtime simply dials again.
+
+Frames are flow_runtime.framing's: 4-byte big-endian length + UTF-8 JSON
+object. A bad or oversized frame resets that link only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from controller.events import Activity, EventSink, MessageReceived
+from flow_runtime.framing import DEFAULT_MAX_FRAME, FrameError, encode, read_frame
+
+log = logging.getLogger("flow_manager.links")
+
+LINK_DIR_IN_CONTAINER = "/run/flow"
+LINK_PATH_IN_CONTAINER = f"{LINK_DIR_IN_CONTAINER}/link.sock"
+CONTROL_PREFIX = "flow."
+WRITE_BUFFER_LIMIT = 8 << 20  # a peer that stops reading is cut off past this
+
+
+class LinkFailure(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type, self.message = error_type, message
+
+
+@dataclass
+class Link:
+    container_id: str
+    name: str
+    server: asyncio.AbstractServer | None = None
+    writer: asyncio.StreamWriter | None = None
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    revision: str | None = None
+    last_communication: float | None = None
+    reload_waiters: list[tuple[str, asyncio.Future[str | None]]] = field(default_factory=list)
+
+
+class LinkManager:
+    def __init__(self, socket_dir: str, sink: EventSink, *, host_socket_dir: str | None = None,
+                 max_frame: int = DEFAULT_MAX_FRAME, send_timeout: float = 5.0,
+                 wake: Callable[[str], None] = lambda key: None) -> None:
+        self.socket_dir = Path(socket_dir)
+        self.host_socket_dir = Path(host_socket_dir or socket_dir)  # the same directory as Docker sees it
+        self.sink = sink
+        self.max_frame = max_frame
+        self.send_timeout = send_timeout
+        self.wake = wake  # tells the reconciler a link came or went (code revisions are checked then)
+        self.links: dict[str, Link] = {}
+
+    # -- paths -------------------------------------------------------------------
+    def link_dir(self, container_id: str) -> Path:
+        return self.socket_dir / ".links" / container_id
+
+    def public_path(self, name: str) -> Path:
+        return self.socket_dir / f"{name}.sock"
+
+    def mount(self, container_id: str) -> str:
+        return f"{self.host_socket_dir / '.links' / container_id}:{LINK_DIR_IN_CONTAINER}"
+
+    # -- lifecycle (called by the reconciler) --------------------------------------
+    async def ensure(self, record: Any) -> None:
+        """Listen on this container's link if not already (idempotent, cheap)."""
+        link = self.links.get(record.id)
+        if link is not None and link.server is not None:
+            return
+        link = link or Link(record.id, record.spec.name)
+        self.links[record.id] = link
+        directory = self.link_dir(record.id)
+        path = directory / "link.sock"
+        await asyncio.to_thread(_prepare, directory, path, self.public_path(record.spec.name))
+        link.server = await asyncio.start_unix_server(
+            lambda r, w: self._serve(link, r, w), path=str(path), limit=self.max_frame + 64)
+        os.chmod(path, 0o666)  # the container's user may not be root
+
+    async def discard(self, container_id: str, name: str) -> None:
+        link = self.links.pop(container_id, None)
+        if link is not None:
+            if link.server is not None:
+                link.server.close()
+            if link.writer is not None:
+                link.writer.close()
+            for _, waiter in link.reload_waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        await asyncio.to_thread(_cleanup, self.link_dir(container_id), self.public_path(name))
+
+    async def close(self) -> None:
+        for link in self.links.values():
+            if link.server is not None:
+                link.server.close()
+            if link.writer is not None:
+                link.writer.close()
+
+    def inputs(self, prepare_for: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+        """Mounts and environment a new container needs to reach its link."""
+        return (self.mount(prepare_for.id),), {"FLOW_LINK": LINK_PATH_IN_CONTAINER}
+
+    # -- state for status ------------------------------------------------------------
+    def connected(self, container_id: str) -> bool:
+        link = self.links.get(container_id)
+        return link is not None and link.writer is not None and not link.writer.is_closing()
+
+    def last_communication(self, container_id: str) -> float | None:
+        link = self.links.get(container_id)
+        return link.last_communication if link else None
+
+    def revision(self, container_id: str) -> str | None:
+        link = self.links.get(container_id)
+        return link.revision if link is not None and self.connected(container_id) else None
+
+    # -- traffic -------------------------------------------------------------------
+    async def send(self, container_id: str, message: dict[str, Any]) -> None:
+        link = self.links.get(container_id)
+        if link is None or link.writer is None or link.writer.is_closing():
+            raise LinkFailure("socket_connection_error", "the container's link is not connected")
+        try:
+            frame = encode(message, self.max_frame)
+        except (FrameError, TypeError, ValueError) as exc:
+            raise LinkFailure("socket_error", f"message cannot be framed: {exc}") from None
+        writer = link.writer
+        async with link.write_lock:  # frames from concurrent senders never interleave
+            if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                writer.close()
+                raise LinkFailure("socket_error", "the container is not reading its link; link reset")
+            try:
+                writer.write(frame)
+                await asyncio.wait_for(writer.drain(), self.send_timeout)
+            except TimeoutError:
+                raise LinkFailure("socket_timeout_error",
+                                  f"the container did not read the message within {self.send_timeout:g} s") from None
+            except (ConnectionError, OSError) as exc:
+                raise LinkFailure("socket_error", f"link write failed: {exc}") from None
+        command = message.get("command")
+        if not (isinstance(command, str) and command.startswith(CONTROL_PREFIX)):
+            link.last_communication = time.time()
+
+    async def reload(self, container_id: str, revision: str, timeout: float) -> None:
+        """Ask the runtime to load new code and wait until it runs `revision`."""
+        link = self.links.get(container_id)
+        if link is None:
+            raise LinkFailure("socket_connection_error", "the container's link is not connected")
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        entry = (revision, waiter)
+        link.reload_waiters.append(entry)
+        try:
+            await self.send(container_id, {"command": "flow.reload", "revision": revision})
+            try:
+                error = await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise LinkFailure("socket_timeout_error",
+                                  f"the runtime did not confirm revision {revision} within {timeout:g} s") from None
+            if error:
+                raise LinkFailure("socket_error", f"the runtime could not load revision {revision}: {error}")
+        finally:
+            if entry in link.reload_waiters:
+                link.reload_waiters.remove(entry)
+
+    async def _serve(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if link.writer is not None:  # the newest connection wins (a restarted runtime)
+            link.writer.close()
+        link.writer = writer
+        self.wake(link.container_id)
+        try:
+            while True:
+                message = await read_frame(reader, self.max_frame)
+                if message is None:
+                    break
+                self._received(link, message)
+        except FrameError as exc:
+            log.warning("link of %s reset: %s", link.container_id, exc)
+            self.sink.publish(Activity("container_error", link.container_id, f"link reset: {exc}",
+                                       {"error_type": "socket_error"}))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            if link.writer is writer:
+                link.writer = None
+                link.revision = None
+                self.wake(link.container_id)
+
+    def _received(self, link: Link, message: dict[str, Any]) -> None:
+        command = message.get("command")
+        if isinstance(command, str) and command.startswith(CONTROL_PREFIX):
+            if command in ("flow.hello", "flow.reloaded"):
+                revision = message.get("revision")
+                link.revision = revision if isinstance(revision, str) else None
+                for wanted, waiter in list(link.reload_waiters):
+                    if not waiter.done() and (wanted == link.revision or message.get("error")):
+                        waiter.set_result(message.get("error"))
+                if command == "flow.hello":
+                    self.wake(link.container_id)
+            return
+        link.last_communication = time.time()
+        self.sink.publish(MessageReceived(link.container_id, message, link.last_communication))
+        self.sink.publish(Activity("message_received", link.container_id,
+                                   f"Message received from container {link.name}",
+                                   {"command": command if isinstance(command, str) else None}))
+
+
+def _prepare(directory: Path, path: Path, public: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory.parent.parent, 0o755)
+    os.chmod(directory.parent, 0o711)  # others can reach their own link but not list the rest
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    target = os.path.relpath(path, public.parent)
+    if public.is_symlink() or public.exists():
+        if public.is_symlink() and os.readlink(public) == target:
+            return
+        public.unlink()
+    public.symlink_to(target)
+
+
+def _cleanup(directory: Path, public: Path) -> None:
+    if public.is_symlink():
+        public.unlink()
+    shutil.rmtree(directory, ignore_errors=True)
