@@ -37,7 +37,7 @@ class Server:
         self.log_path = workdir / f"server-{self.port}.log"
         self.args = ["--port", str(self.port), "--socket-dir", self.socket_dir, "--no-build-image",
                      "--status-interval", "1", "--restart-backoff-initial", "0.5", "--restart-backoff-max", "2",
-                     "--resync-period", "5", "--log-level", "info", *extra]
+                     "--resync-period", "5", "--send-timeout", "1", "--log-level", "info", *extra]
         self.env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
