@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import socketio
 
@@ -22,7 +22,7 @@ class Broadcaster:
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self.sio = sio
         self.clients: set[str] = set()
-        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, dict[str, Any], Callable[[], None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -36,16 +36,19 @@ class Broadcaster:
     def listening(self) -> bool:
         return bool(self.clients)
 
-    def publish(self, event: object) -> None:
+    def publish(self, event: object, on_sent: Callable[[], None] | None = None) -> bool:
+        """Queue an event for every client; `on_sent` runs once it has been emitted.
+
+        Returns False (and never calls `on_sent`) when nobody is connected.
+        """
+        if not self.clients:
+            return False
         if isinstance(event, StatusReport):
             name, payload = "container_status_update", payloads.status_update(event.status)
         else:
             name, payload = payloads.event(event)
-        self.emit(name, payload)
-
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
-        if self.clients:
-            self._outbox.put_nowait((name, payload))
+        self._outbox.put_nowait((name, payload, on_sent))
+        return True
 
     async def drain(self) -> None:
         while not self._outbox.empty():
@@ -53,8 +56,10 @@ class Broadcaster:
 
     async def _pump(self) -> None:
         while True:
-            name, payload = await self._outbox.get()
+            name, payload, on_sent = await self._outbox.get()
             try:
                 await self.sio.emit(name, payload)
             except Exception:
                 log.exception("emitting %s failed", name)
+            if on_sent is not None:
+                on_sent()

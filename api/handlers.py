@@ -102,6 +102,7 @@ class Handlers:
     async def _converge(self, record: Record, operation: str) -> Record | None:
         """Wait for the controller's verdict on this generation of the record."""
         generation = record.generation
+        await self.store.durable()  # an intent we answer for must survive a crash of the manager
 
         def settled(current: Record | None) -> bool:
             return (current is None or current.status.observed_generation >= generation
@@ -146,7 +147,8 @@ class Handlers:
         spec = ContainerSpec(
             image=request.image, name=request.name or f"flow-{container_id}",
             environment=dict(request.environment), volumes=dict(request.volumes), ports=dict(request.ports),
-            command=tuple(request.command) if request.command else None)
+            command=tuple(request.command) if request.command else None,
+            memory_limit=request.memory_limit, pids_limit=request.pids_limit)
         try:
             record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
                                        code_path=request.code_path, code_revision=code.revision if code else None)
@@ -188,7 +190,7 @@ class Handlers:
         if current is None or current.code_revision != code.revision:
             raise ApiError("system_error", "superseded by a later request for the same container",
                            container_id=record.id, superseded=True)
-        self.codes.retain({r.code_revision for r in self.store.records() if r.code_revision})
+        await self.codes.retain({r.code_revision for r in self.store.records() if r.code_revision})
         return {"container_id": record.id, "code_path": request.code_path, "status": "updated",
                 "code_revision": code.revision, "files": code.files}
 

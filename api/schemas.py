@@ -38,6 +38,8 @@ class CreateContainer(Request):
     ports: dict[str, HostPort] = Field(default_factory=dict, max_length=64)
     command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(default=None, max_length=256)
     code_path: AbsolutePath | None = None
+    memory_limit: Annotated[int, Field(ge=6 << 20, le=1 << 40)] | None = None  # bytes; Docker's minimum is 6 MiB
+    pids_limit: Annotated[int, Field(ge=1, le=1 << 22)] | None = None
 
     @field_validator("environment")
     @classmethod

@@ -12,6 +12,7 @@ from store.records import Record
 class ContainerDefaults:
     """Host-wide settings every managed container gets."""
 
+    instance: str = "default"
     publish_host_ip: str = "127.0.0.1"
     stop_timeout: int = 10
     init: bool = True  # a tiny init as PID 1: reaps zombies, makes SIGTERM stops fast
@@ -30,6 +31,7 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
         "Env": [f"{key}={value}" for key, value in env.items()],
         "Labels": {
             labels.MANAGED: "true",
+            labels.INSTANCE: defaults.instance,
             labels.CONTAINER_ID: record.id,
             labels.NAME: spec.name,
             labels.SPEC_HASH: spec.spec_hash(),
@@ -48,4 +50,8 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
     }
     if spec.command:
         body["Cmd"] = list(spec.command)
+    if spec.memory_limit:
+        body["HostConfig"].update(Memory=spec.memory_limit, MemorySwap=spec.memory_limit)  # no swap: OOM is OOM
+    if spec.pids_limit:
+        body["HostConfig"]["PidsLimit"] = spec.pids_limit
     return body

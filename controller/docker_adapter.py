@@ -62,8 +62,10 @@ def classify(exc: BaseException, operation: str) -> DockerFailure:
 
 
 class DockerAdapter:
-    def __init__(self, url: str | None = None, *, attempts: int = 4, stop_timeout: int = 10) -> None:
+    def __init__(self, url: str | None = None, *, instance: str = "default", attempts: int = 4,
+                 stop_timeout: int = 10) -> None:
         self.url = url
+        self.instance = instance
         self.attempts = attempts
         self.stop_timeout = stop_timeout
         self.docker = aiodocker.Docker(url=url)
@@ -107,14 +109,14 @@ class DockerAdapter:
     async def observe(self, container_id: str) -> list[Observed]:
         """Every Docker container carrying this managed id (normally one)."""
         found = await self._call("list_containers", lambda: self.docker.containers.list(
-            all=True, filters=labels.managed_filter(container_id)))
+            all=True, filters=labels.managed_filter(self.instance, container_id)))
         observed = [await self.inspect(c.id) for c in found]
         return [o for o in observed if o is not None]
 
     async def managed_ids(self) -> dict[str, list[str]]:
         """managed id -> docker ids, for a full resync."""
         found = await self._call("list_containers", lambda: self.docker.containers.list(
-            all=True, filters=labels.managed_filter()))
+            all=True, filters=labels.managed_filter(self.instance)))
         result: dict[str, list[str]] = {}
         for container in found:
             managed_id = (container._container.get("Labels") or {}).get(labels.CONTAINER_ID)
@@ -186,7 +188,7 @@ class DockerAdapter:
         """Docker's event stream for our containers; ends when the daemon goes away."""
         subscriber = self.docker.events.subscribe()
         runner = asyncio.create_task(self.docker.events.run(
-            filters={"type": ["container"], "label": [f"{labels.MANAGED}=true"]}))
+            filters={"type": ["container"], **labels.managed_filter(self.instance)}))
         try:
             while True:
                 event = await subscriber.get()

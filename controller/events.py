@@ -6,7 +6,7 @@ The controller never formats Socket.IO payloads; it publishes these to a sink
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 @dataclass(frozen=True)
@@ -63,4 +63,6 @@ Event = StatusChanged | ContainerCrashed | HealthWarning | MessageReceived | Act
 
 
 class EventSink(Protocol):
-    def publish(self, event: Event) -> None: ...
+    def publish(self, event: object, on_sent: Callable[[], None] | None = None) -> bool:
+        """Queue for delivery; False if nobody listens. `on_sent` runs after delivery."""
+        ...

@@ -31,6 +31,7 @@ LINK_DIR_IN_CONTAINER = "/run/flow"
 LINK_PATH_IN_CONTAINER = f"{LINK_DIR_IN_CONTAINER}/link.sock"
 CONTROL_PREFIX = "flow."
 WRITE_BUFFER_LIMIT = 8 << 20  # a peer that stops reading is cut off past this
+IN_FLIGHT_LIMIT = 256  # messages of one link queued for clients; past it that link (only) stops being read
 
 
 class LinkFailure(Exception):
@@ -49,17 +50,37 @@ class Link:
     revision: str | None = None
     last_communication: float | None = None
     reload_waiters: list[tuple[str, asyncio.Future[str | None]]] = field(default_factory=list)
+    in_flight: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    tokens: float = 0.0
+    refilled_at: float = 0.0
+
+    def wait_for_token(self, rate: float) -> float:
+        """Token bucket (burst = one second's worth): seconds to wait before the next frame."""
+        now = time.monotonic()
+        self.tokens = min(rate, self.tokens + (now - self.refilled_at) * rate)
+        self.refilled_at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / rate
+
+    def delivered(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight < IN_FLIGHT_LIMIT // 2:
+            self.drained.set()
 
 
 class LinkManager:
     def __init__(self, socket_dir: str, sink: EventSink, *, host_socket_dir: str | None = None,
-                 max_frame: int = DEFAULT_MAX_FRAME, send_timeout: float = 5.0,
+                 max_frame: int = DEFAULT_MAX_FRAME, send_timeout: float = 5.0, rate_limit: float = 2000.0,
                  wake: Callable[[str], None] = lambda key: None) -> None:
         self.socket_dir = Path(socket_dir)
         self.host_socket_dir = Path(host_socket_dir or socket_dir)  # the same directory as Docker sees it
         self.sink = sink
         self.max_frame = max_frame
         self.send_timeout = send_timeout
+        self.rate_limit = rate_limit  # messages per second one container may send; excess waits in its socket
         self.wake = wake  # tells the reconciler a link came or went (code revisions are checked then)
         self.links: dict[str, Link] = {}
 
@@ -178,6 +199,12 @@ class LinkManager:
         self.wake(link.container_id)
         try:
             while True:
+                while link.in_flight >= IN_FLIGHT_LIMIT:  # backpressure: a flood slows only its own link
+                    link.drained.clear()
+                    await link.drained.wait()
+                delay = link.wait_for_token(self.rate_limit)
+                if delay:
+                    await asyncio.sleep(delay)
                 message = await read_frame(reader, self.max_frame)
                 if message is None:
                     break
@@ -208,7 +235,8 @@ class LinkManager:
                     self.wake(link.container_id)
             return
         link.last_communication = time.time()
-        self.sink.publish(MessageReceived(link.container_id, message, link.last_communication))
+        if self.sink.publish(MessageReceived(link.container_id, message, link.last_communication), link.delivered):
+            link.in_flight += 1
         self.sink.publish(Activity("message_received", link.container_id,
                                    f"Message received from container {link.name}",
                                    {"command": command if isinstance(command, str) else None}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -16,9 +17,10 @@ from controller.docker_adapter import DockerAdapter
 from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
-from flow_manager.config import Settings
+from flow_manager.config import Settings, default_state_dir
 from store import MemoryStore
 from store.code import CodeStore
+from store.journal import Journal
 
 log = logging.getLogger("flow_manager")
 
@@ -29,8 +31,12 @@ class FlowManager:
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False,
                                         engineio_logger=False)
         self.app = socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown)
-        self.store = MemoryStore()
-        self.codes = CodeStore()
+        if settings.store == "memory":
+            self.store, self.codes = MemoryStore(), CodeStore()
+        else:
+            state = Path(settings.state_dir or default_state_dir()) / settings.instance
+            journal = Journal(state)
+            self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
         self.links: LinkManager | None = None
         self.docker: DockerAdapter | None = None
         self.reconciler: Reconciler | None = None
@@ -39,12 +45,13 @@ class FlowManager:
 
     async def startup(self) -> None:
         s = self.settings
-        self.docker = DockerAdapter(s.docker_host, stop_timeout=s.stop_timeout)
+        self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout)
         self.broadcaster = Broadcaster(self.sio)
         self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
-                                 max_frame=s.max_frame_bytes, send_timeout=s.send_timeout)
+                                 max_frame=s.max_frame_bytes, send_timeout=s.send_timeout,
+                                 rate_limit=s.link_rate_limit)
         deployer = CodeDeployer(self.docker, self.codes, self.links)
-        applier = Applier(self.docker, ContainerDefaults(publish_host_ip=s.publish_host_ip,
+        applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
                                                          stop_timeout=s.stop_timeout), self.links, deployer)
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
@@ -57,6 +64,8 @@ class FlowManager:
         Handlers(self.sio, self.store, reader, self.broadcaster,
                  ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout),
                  self.links, self.codes).register()
+        if self.store.journal is not None:
+            self.store.journal.start()
         self.broadcaster.start()
         self.reconciler.start()
         self.status_loop.start()
@@ -68,6 +77,8 @@ class FlowManager:
                 await part.stop()
         if self.links is not None:
             await self.links.close()
+        if self.store.journal is not None:
+            await self.store.journal.stop()
         if self.docker is not None:
             await self.docker.close()
 

@@ -13,6 +13,9 @@ class Settings:
     socket_dir: str = "/tmp/kawaflow/sockets"
     status_interval: float = 10.0
     docker_host: str | None = None
+    state_dir: str = ""
+    store: str = "journal"
+    instance: str = "default"
     flow_image: str = "flow:latest"
     build_image: bool = True
     request_timeout: float = 60.0
@@ -26,6 +29,7 @@ class Settings:
     socket_host_dir: str = ""
     max_frame_bytes: int = 1 << 20
     send_timeout: float = 5.0
+    link_rate_limit: float = 2000.0
     log_level: str = "info"
 
 
@@ -35,6 +39,9 @@ HELP = {
     "socket_dir": "directory of the per-container Unix-socket links",
     "status_interval": "seconds between container_status_update rounds",
     "docker_host": "Docker engine URL (default: DOCKER_HOST, else the local socket)",
+    "state_dir": "directory of the durable journal and code snapshots (default: $XDG_STATE_HOME/flow-manager)",
+    "store": "'journal' (durable, the default) or 'memory' (intent is lost when the manager stops)",
+    "instance": "name of this manager; it manages only containers labelled with it",
     "flow_image": "tag of the reference flow image built when missing",
     "build_image": "build the flow image at start when it is missing or out of date",
     "request_timeout": "seconds a request waits for Docker to converge before answering system_error",
@@ -48,6 +55,7 @@ HELP = {
     "socket_host_dir": "the socket directory as the Docker engine sees it, when it differs (sidecars)",
     "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
     "send_timeout": "seconds send_message waits for the container to take a message",
+    "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped)",
     "log_level": "debug, info, warning or error",
 }
 
@@ -78,3 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_namespace(namespace: argparse.Namespace) -> Settings:
     return Settings(**{f.name: getattr(namespace, f.name) for f in fields(Settings)})
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "flow-manager")

@@ -68,19 +68,39 @@ def _snapshot(code_path: str) -> CodeSnapshot:
 
 
 class CodeStore:
-    def __init__(self) -> None:
+    """Archives by revision, in memory and (with a directory) on disk, so they outlive a restart."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
         self._archives: dict[str, bytes] = {}
+        self.directory = Path(directory) if directory else None
+        if self.directory is not None:  # start-up only: load what a previous run kept
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for path in self.directory.glob("*.tar"):
+                self._archives[path.stem] = path.read_bytes()
 
     async def snapshot(self, code_path: str) -> CodeSnapshot:
         """Read a directory (off the event loop) and keep its archive."""
         snap = await asyncio.to_thread(_snapshot, code_path)
+        if snap.revision not in self._archives and self.directory is not None:
+            await asyncio.to_thread(_write_atomically, self.directory / f"{snap.revision}.tar", snap.archive)
         self._archives[snap.revision] = snap.archive
         return snap
 
     def archive(self, revision: str) -> bytes | None:
         return self._archives.get(revision)
 
-    def retain(self, revisions: set[str]) -> None:
+    async def retain(self, revisions: set[str]) -> None:
         """Drop archives no record refers to any more."""
         for revision in set(self._archives) - revisions:
             del self._archives[revision]
+            if self.directory is not None:
+                await asyncio.to_thread((self.directory / f"{revision}.tar").unlink, True)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

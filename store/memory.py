@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from store.records import (
     ContainerSpec,
@@ -20,6 +20,9 @@ from store.records import (
     RecordStatus,
     new_container_id,
 )
+
+if TYPE_CHECKING:
+    from store.journal import Journal
 
 Watcher = Callable[[str], None]
 Predicate = Callable[[Record | None], bool]
@@ -36,11 +39,20 @@ class UnknownContainer(KeyError):
 
 
 class MemoryStore:
-    def __init__(self) -> None:
-        self._records: dict[str, Record] = {}
-        self._by_name: dict[str, str] = {}
+    def __init__(self, records: Iterable[Record] = (), journal: "Journal | None" = None) -> None:
+        self._records: dict[str, Record] = {r.id: r for r in records}
+        self._by_name: dict[str, str] = {r.spec.name: r.id for r in self._records.values()}
         self._watchers: list[Watcher] = []
         self._waiters: dict[str, list[tuple[Predicate, asyncio.Future[Record | None]]]] = {}
+        self.journal = journal
+        if journal is not None:
+            journal.attach(self.get, lambda: list(self._records.values()))
+            self._watchers.append(journal.changed)
+
+    async def durable(self) -> None:
+        """Wait until every change of intent so far is on disk (no-op without a journal)."""
+        if self.journal is not None:
+            await self.journal.flushed()
 
     # -- reading -----------------------------------------------------------
     def get(self, container_id: str) -> Record | None:

@@ -36,6 +36,8 @@ class ContainerSpec:
     volumes: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     command: tuple[str, ...] | None = None
+    memory_limit: int | None = None
+    pids_limit: int | None = None
 
     def spec_hash(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

@@ -30,7 +30,7 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
         pytest.fail(f"integration tests need a running Docker engine: {exc!r}")
     await ensure_flow_image(client, "flow:latest")
     yield client
-    for container in await client.containers.list(all=True, filters=labels.managed_filter()):
+    for container in await client.containers.list(all=True, filters=labels.managed_filter()):  # every instance
         if container._container.get("Names", [""])[0].lstrip("/").startswith(f"fmtest-{RUN_ID}"):
             await container.delete(force=True)
     await client.close()

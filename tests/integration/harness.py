@@ -30,12 +30,15 @@ def free_port() -> int:
 class Server:
     """`flow-manager serve` in its own process, so tests can kill it like a user would."""
 
-    def __init__(self, workdir: Path, *extra: str, docker_host: str | None = None) -> None:
+    def __init__(self, workdir: Path, *extra: str, docker_host: str | None = None,
+                 instance: str | None = None) -> None:
         self.port = free_port()
+        self.instance = instance or f"test-{RUN_ID}-{self.port}"
         self.workdir = workdir
         self.socket_dir = str(workdir / "sockets")
         self.log_path = workdir / f"server-{self.port}.log"
         self.args = ["--port", str(self.port), "--socket-dir", self.socket_dir, "--no-build-image",
+                     "--state-dir", str(workdir / "state"), "--instance", self.instance,
                      "--status-interval", "1", "--restart-backoff-initial", "0.5", "--restart-backoff-max", "2",
                      "--resync-period", "5", "--send-timeout", "1", "--log-level", "info", *extra]
         self.env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
@@ -79,11 +82,16 @@ class Client:
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=True)
         self.events: list[tuple[str, Any]] = []
+        # (event, container_id or None) -> payloads: lookups stay cheap while a container floods
+        self._index: dict[tuple[str, str | None], list[Any]] = {}
         self._changed = asyncio.Event()
         self.sio.on("*", self._record)
 
     async def _record(self, event: str, data: Any = None) -> None:
         self.events.append((event, data))
+        self._index.setdefault((event, None), []).append(data)
+        if isinstance(data, dict) and isinstance(data.get("container_id"), str):
+            self._index.setdefault((event, data["container_id"]), []).append(data)
         self._changed.set()
 
     async def connect(self, url: str, **kwargs: Any) -> "Client":
@@ -95,15 +103,16 @@ class Client:
 
     def of(self, event: str, container_id: str | None = None,
            where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
-        return [d for e, d in self.events if e == event
-                and (container_id is None or (isinstance(d, dict) and d.get("container_id") == container_id))
-                and where(d)]
+        return [d for d in self._index.get((event, container_id), ()) if where(d)]
 
     async def wait_for(self, event: str, container_id: str | None = None,
                        where: Callable[[Any], bool] = lambda _: True, timeout: float = 30, count: int = 1) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
+        candidates = self._index.setdefault((event, container_id), [])
+        checked, found = 0, []
         while True:
-            found = self.of(event, container_id, where)
+            found.extend(d for d in candidates[checked:] if where(d))
+            checked = len(candidates)
             if len(found) >= count:
                 return found[count - 1]
             remaining = deadline - asyncio.get_running_loop().time()

@@ -66,3 +66,16 @@ async def test_restart_after_removal_behind_the_managers_back(client: Client, do
     assert status["state"] == "running" and status["docker_id"] != created["docker_id"]
     assert status["container_id"] == cid, "the managed id is stable across recreation"
     await client.call("delete_container", {"container_id": cid})
+
+
+async def test_out_of_memory_is_reported_as_such(client: Client):
+    name = unique_name("oom")
+    hog = "x = []\nwhile True: x.append(bytearray(8 << 20))"
+    cid = (await client.call("create_container", {"image": "flow:latest", "name": name, "memory_limit": 48 << 20,
+                                                   "command": ["python3", "-c", hog]}))["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    crash = await client.wait_for("container_crashed", cid, timeout=30)
+    assert crash["crash_details"]["error"] == "Out of memory" and crash["crash_details"]["oom_killed"] is True
+    assert crash["exit_code"] == 137
+    await client.call("stop_container", {"container_id": cid})
+    await client.call("delete_container", {"container_id": cid})

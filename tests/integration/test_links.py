@@ -212,3 +212,32 @@ async def test_javascript_client(server):
     assert result["bad"]["error_type"] == "validation_error"
     assert result["deleted"]["status"] == "deleted"
     assert [s["new_state"] for s in result["seen"]["statusChanged"] if s["container_id"] == result["created"]["container_id"]][:1] == ["running"]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_flooding_container_stalls_neither_the_manager_nor_other_links(server, client: Client):
+    flood = ("import socket,struct,json; s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); "
+             "b=json.dumps({'command':'flood','data':'x'*200}).encode(); f=struct.pack('>I',len(b))+b; "
+             "[s.sendall(f*100) for _ in iter(int, 1)]")
+    quiet = await running_with_link(client)
+    rss_before = rss_mb(server.proc.pid)
+    flooder = await running_with_link(client, command=["python3", "-c", flood])
+    await client.wait_for("message_received", flooder["container_id"], count=500, timeout=15)
+    latencies = []
+    for _ in range(5):
+        started = asyncio.get_running_loop().time()
+        await ping(client, quiet["container_id"])
+        latencies.append(asyncio.get_running_loop().time() - started)
+        started = asyncio.get_running_loop().time()
+        assert (await client.call("list_containers", {}))["count"] >= 2
+        latencies.append(asyncio.get_running_loop().time() - started)
+    assert max(latencies) < 1.0, latencies
+    assert rss_mb(server.proc.pid) - rss_before < 100, "backpressure keeps the manager's memory bounded"
+    for c in (flooder, quiet):
+        await client.call("delete_container", {"container_id": c["container_id"]})
