@@ -22,10 +22,8 @@ def socket_path(socket_dir: str, name: str) -> str:
     return f"{socket_dir.rstrip('/')}/{name}.sock"
 
 
-def container_status(status: ContainerStatus) -> dict[str, Any]:
-    """The `container_status` response."""
+def _status_fields(status: ContainerStatus) -> dict[str, Any]:
     return {
-        "container_id": status.container_id,
         "state": status.state,
         "health": status.health,
         "uptime": status.uptime,
@@ -36,20 +34,14 @@ def container_status(status: ContainerStatus) -> dict[str, Any]:
     }
 
 
+def container_status(status: ContainerStatus) -> dict[str, Any]:
+    """The `container_status` response."""
+    return {"container_id": status.container_id, **_status_fields(status)}
+
+
 def status_update(status: ContainerStatus) -> dict[str, Any]:
-    """One `container_status_update` of the periodic round."""
-    return {
-        "container_id": status.container_id,
-        "status": {
-            "state": status.state,
-            "health": status.health,
-            "socket_connected": status.socket_connected,
-            "uptime": status.uptime,
-            "resource_usage": status.resource_usage,
-            "last_communication": iso(status.last_communication) if status.last_communication else None,
-            **_extensions(status),
-        },
-    }
+    """One `container_status_update` of the periodic round: the same fields, nested under `status`."""
+    return {"container_id": status.container_id, "status": _status_fields(status)}
 
 
 def _extensions(status: ContainerStatus) -> dict[str, Any]:

@@ -90,6 +90,9 @@ class StatusReader:
         stamp = iso_now()
         return resource_usage(stats, stamp)
 
+    def forget_stats(self, live_docker_ids: set[str]) -> None:
+        self._cgroups.forget(live_docker_ids)
+
     async def status(self, record: Record) -> ContainerStatus:
         known = self.reconciler.known(record.id)
         observed = known.observed if known is not None else None
@@ -108,7 +111,7 @@ class StatusReader:
             desired=record.desired.value,
             docker_id=observed.docker_id if observed else None,
             state=observed.api_state if observed else ABSENT,
-            health=health_of(observed, connected),
+            health=health_of(observed),
             socket_connected=connected,
             uptime=format_uptime(now - observed.started_at) if running and observed and observed.started_at else "0:00:00",
             last_communication=self.links.last_communication(record.id) if self.links else None,
@@ -124,7 +127,7 @@ class StatusReader:
         )
 
 
-def health_of(observed: Observed | None, link_connected: bool) -> str:
+def health_of(observed: Observed | None) -> str:
     """Docker's HEALTHCHECK verdict when the image has one; 'none' when it has none."""
     return observed.health if observed is not None and observed.health else "none"
 
@@ -148,6 +151,7 @@ class StatusLoop:
     async def round(self) -> list[ContainerStatus]:
         records = list(self.store.records())
         results = await asyncio.gather(*(self.reader.status(r) for r in records), return_exceptions=True)
+        self.reader.forget_stats({s.docker_id for s in results if isinstance(s, ContainerStatus) and s.docker_id})
         statuses = []
         for record, result in zip(records, results):
             if isinstance(result, BaseException):

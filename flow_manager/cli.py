@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     settings = from_namespace(args)
+    from flow_manager import telemetry
+
+    telemetry.configure(settings.trace_exporter)
     if settings.build_image:
         try:
             logging.getLogger("flow_manager").info(asyncio.run(_ensure_image(settings.flow_image,

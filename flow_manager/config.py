@@ -30,6 +30,7 @@ class Settings:
     max_frame_bytes: int = 1 << 20
     send_timeout: float = 5.0
     link_rate_limit: float = 2000.0
+    trace_exporter: str = "none"
     log_level: str = "info"
 
 
@@ -56,6 +57,7 @@ HELP = {
     "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
     "send_timeout": "seconds send_message waits for the container to take a message",
     "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped)",
+    "trace_exporter": "OpenTelemetry spans of reconciles: none or console",
     "log_level": "debug, info, warning or error",
 }
 

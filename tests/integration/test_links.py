@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import aiodocker
+
 from tests.integration.harness import Client, unique_name
 
 JS_DIR = Path(__file__).parent.parent / "js"
