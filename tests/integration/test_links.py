@@ -41,12 +41,15 @@ async def ping(client: Client, cid: str) -> dict:
                                  count=before + 1, timeout=10)
 
 
-async def test_ping_pong_reaches_every_client(server, client: Client):
+async def test_ping_pong_reaches_every_client(server, client: Client, docker: aiodocker.Docker):
     other = await Client().connect(server.url)
     try:
         created = await running_with_link(client)
         cid = created["container_id"]
         assert Path(created["socket_path"]).is_symlink()
+        mounts = (await docker.containers.container(created["docker_id"]).show())["Mounts"]
+        assert [(m["Source"], m["Destination"]) for m in mounts] == \
+            [(f"{server.socket_dir}/.links/{cid}", "/run/flow")], "a container sees its own link only"
         pong = await ping(client, cid)
         assert pong["timestamp"].endswith("Z") and pong["container_id"] == cid
         await other.wait_for("message_received", cid, lambda m: m["message"]["command"] == "pong")
