@@ -50,10 +50,6 @@ class Broadcaster:
         self._outbox.put_nowait((name, payload, on_sent))
         return True
 
-    async def drain(self) -> None:
-        while not self._outbox.empty():
-            await asyncio.sleep(0.005)
-
     async def _pump(self) -> None:
         while True:
             name, payload, on_sent = await self._outbox.get()

@@ -88,13 +88,6 @@ class DockerAdapter:
         raise AssertionError("unreachable")
 
     # -- reading -------------------------------------------------------------
-    async def ping(self) -> bool:
-        try:
-            await self.docker.version()
-            return True
-        except Exception:
-            return False
-
     async def inspect(self, docker_id: str) -> Observed | None:
         async def call() -> Observed | None:
             try:

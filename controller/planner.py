@@ -6,7 +6,7 @@ plan is controller.applier's job.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Sequence
 
@@ -37,7 +37,6 @@ class Plan:
     requeue_after: float | None = None
     waiting_reason: str | None = None
     forget: bool = False  # the record is fully deleted and may leave the store
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def idle(self) -> bool:

@@ -56,9 +56,6 @@ class WorkQueue:
     def pending(self) -> int:
         return self._ready.qsize()
 
-    def busy(self) -> bool:
-        return bool(self._processing) or not self._ready.empty()
-
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
