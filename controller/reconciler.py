@@ -265,9 +265,15 @@ class Reconciler:
         a read that shows something new just wakes that worker.
         """
         record = self.store.get(key)
-        observed = await self.docker.observe(key)
-        primary = primary_of(record, observed) if record else None
         state = self.keys.get(key)
+        if state is not None and state.observed is not None:
+            # One inspect of the container we know; only when it is gone do we search by label.
+            primary = await self.docker.inspect(state.observed.docker_id)
+        else:
+            primary = None
+        if primary is None:
+            observed = await self.docker.observe(key)
+            primary = primary_of(record, observed) if record else None
         if state is None or (primary.api_state if primary else ABSENT) != state.state:
             self.queue.add(key)
         return primary

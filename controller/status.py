@@ -95,12 +95,11 @@ class StatusReader:
 
     async def status(self, record: Record) -> ContainerStatus:
         known = self.reconciler.known(record.id)
-        observed = known.observed if known is not None else None
-        if observed is None:
-            observed = await self.reconciler.refresh(record.id)
-        usage = await self._usage(observed)
+        usage = await self._usage(known.observed if known is not None else None)
         # State is read after the (possibly slow) stats so the report is never older than its numbers.
         observed = await self.reconciler.refresh(record.id)
+        if (known is None or known.observed is None) and observed is not None and observed.running:
+            usage = await self._usage(observed)  # first look at this container: no earlier id to sample
         if observed is None or not observed.running:
             usage = resource_usage(None, usage["timestamp"])
         now = time.time()
