@@ -96,6 +96,9 @@ class Runtime:
         if command == "ping":
             self.enqueue({"command": "pong", "data": {"time": time.time(), "revision": self.code.revision}})
             return
+        if command == "flow.ping":  # the manager's liveness probe; never shown to clients
+            self.enqueue({"command": "flow.pong", "seq": message.get("seq")})
+            return
         if command == "flow.reload":
             self.code.load()
             reply: dict[str, Any] = {"command": "flow.reloaded", "revision": self.code.revision}
