@@ -22,6 +22,7 @@ from api.errors import ApiError, from_validation
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, UpdateContainer
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
+from controller.reconciler import UNKNOWN
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
 from store.code import CodeError, CodeSnapshot, CodeStore
@@ -63,7 +64,8 @@ class Handlers:
     # -- connection --------------------------------------------------------------
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         self.broadcaster.clients.add(sid)
-        await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid}, to=sid)
+        engine = payloads.engine_status(self.reader.reconciler.engine.status())
+        await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
         self.broadcaster.clients.discard(sid)
@@ -131,8 +133,8 @@ class Handlers:
     def _state(self, container_id: str, default: str) -> tuple[str, str | None]:
         known = self.reader.reconciler.known(container_id)
         if known is None or known.observed is None:
-            return default, None
-        return known.observed.api_state, known.observed.docker_id
+            return (UNKNOWN if known is not None and known.state == UNKNOWN else default), None
+        return (UNKNOWN if known.state == UNKNOWN else known.observed.api_state), known.observed.docker_id
 
     async def _snapshot(self, code_path: str) -> CodeSnapshot:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.engine import EngineStatus
 from controller.events import (
     Activity,
     ContainerCrashed,
@@ -58,6 +59,11 @@ def _extensions(status: ContainerStatus) -> dict[str, Any]:
     }
 
 
+def engine_status(status: EngineStatus) -> dict[str, Any]:
+    return {"available": status.available, "docker_host": status.docker_host, "since": status.since,
+            "message": status.message, "timestamp": iso_now()}
+
+
 def event(event: object) -> tuple[str, dict[str, Any]]:
     """A controller event as (Socket.IO event name, payload)."""
     if isinstance(event, StatusChanged):
@@ -78,6 +84,8 @@ def event(event: object) -> tuple[str, dict[str, Any]]:
     if isinstance(event, Activity):
         return "activity_log", {"activity_type": event.activity_type, "container_id": event.container_id,
                                 "message": event.message, "details": event.details, "timestamp": iso_now()}
+    if isinstance(event, EngineStatus):
+        return "engine_status", engine_status(event)
     if isinstance(event, ControllerError):
         return "error", {"error": True, "error_type": event.error_type, "message": event.message,
                          "details": event.details, "timestamp": iso_now()}

@@ -6,8 +6,9 @@ that run, so the crash detector never mistakes a requested stop for a crash.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
+from controller import labels
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
 from controller.docker_adapter import DockerAdapter
@@ -24,6 +25,8 @@ ACTIVITY = {
     Act.RESTART: ("container_restarted", "restarted"),
     Act.UNPAUSE: ("container_started", "unpaused"),
     Act.DEPLOY: ("container_updated", "updated"),
+    Act.REPLACE: ("container_created", "recreated"),
+    Act.RENAME: ("container_updated", "renamed"),
 }
 
 
@@ -31,6 +34,14 @@ class Applier:
     def __init__(self, docker: DockerAdapter, defaults: ContainerDefaults,
                  links: LinkManager | None = None, deployer: CodeDeployer | None = None) -> None:
         self.docker, self.defaults, self.links, self.deployer = docker, defaults, links, deployer
+
+    def body(self, record: Record) -> dict[str, Any]:
+        binds, env = self.links.inputs(record) if self.links else ((), {})
+        return docker_create_body(record, self.defaults, binds, {**env, "FLOW_CODE_DIR": CODE_DIR})
+
+    def desired_hash(self, record: Record) -> str:
+        """The configuration hash a container of this record must carry, or it is recreated."""
+        return str(self.body(record)["Labels"][labels.SPEC_HASH])
 
     async def apply(self, record: Record, action: Action, target: str | None,
                     acknowledge: Callable[[str], None],
@@ -41,10 +52,9 @@ class Applier:
         restart, so clients see both real transitions (running -> stopped -> running).
         """
         act = action.act
+        details: dict[str, Any] = {}
         if act is Act.CREATE:
-            binds, env = self.links.inputs(record) if self.links else ((), {})
-            body = docker_create_body(record, self.defaults, binds, {**env, "FLOW_CODE_DIR": CODE_DIR})
-            target = await self.docker.create(body, record.spec.name)
+            target = await self.docker.create(self.body(record), record.spec.name)
         elif target is None:
             raise ValueError(f"{act.value} needs a container")
         elif act is Act.DEPLOY:
@@ -53,6 +63,18 @@ class Applier:
             await self.deployer.deploy(record, target)
             if action.docker_id is None:
                 return target, None  # initial code of a new container is part of its creation
+        elif act is Act.REPLACE:
+            body = self.body(record)
+            old, temporary = target, f"{record.spec.name}.next-{body['Labels'][labels.SPEC_HASH][:8]}"
+            target = await self.docker.create(body, temporary)  # fails here: the old one is untouched
+            acknowledge(old)
+            await self.docker.remove(old)
+            if self.deployer is not None:
+                self.deployer.forget(old)
+            await self.docker.rename(target, record.spec.name)
+            details = {"replaced_docker_id": old}
+        elif act is Act.RENAME:
+            await self.docker.rename(target, record.spec.name)
         elif act is Act.START:
             await self.docker.start(target)
         elif act is Act.UNPAUSE:
@@ -72,7 +94,8 @@ class Applier:
                 self.deployer.forget(target)
             return target, None
         activity_type, verb = ACTIVITY[act]
-        details = {"name": record.spec.name, "image": record.spec.image, "docker_id": target, "reason": action.reason}
+        details = {"name": record.spec.name, "image": record.spec.image, "docker_id": target, "reason": action.reason,
+                   **details}
         if act is Act.DEPLOY:
             details.update(code_revision=record.code_revision, code_path=record.code_path)
         return target, Activity(activity_type, record.id, f"Container {record.spec.name} {verb}", details)

@@ -1,6 +1,8 @@
 """Turning a desired record into the body of Docker's container-create call (pure)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,6 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
             labels.INSTANCE: defaults.instance,
             labels.CONTAINER_ID: record.id,
             labels.NAME: spec.name,
-            labels.SPEC_HASH: spec.spec_hash(),
         },
         "ExposedPorts": {port_key(p): {} for p in spec.ports},
         "StopTimeout": defaults.stop_timeout,
@@ -54,4 +55,16 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
         body["HostConfig"].update(Memory=spec.memory_limit, MemorySwap=spec.memory_limit)  # no swap: OOM is OOM
     if spec.pids_limit:
         body["HostConfig"]["PidsLimit"] = spec.pids_limit
+    body["Labels"][labels.SPEC_HASH] = config_hash(body)
     return body
+
+
+def config_hash(body: dict[str, Any]) -> str:
+    """Hash of everything the container is created with, as docker compose does.
+
+    It covers the manager's own settings too (link mount, stop timeout, limits,
+    publish address), so changing one of them recreates the containers it shapes
+    on the next reconcile, instead of leaving them silently out of date.
+    """
+    hashed = {**body, "Labels": {k: v for k, v in body["Labels"].items() if k != labels.SPEC_HASH}}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]

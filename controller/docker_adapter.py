@@ -65,6 +65,7 @@ class DockerAdapter:
     def __init__(self, url: str | None = None, *, instance: str = "default", attempts: int = 4,
                  stop_timeout: int = 10) -> None:
         self.url = url
+        self.on_unreachable: Callable[[], None] = lambda: None  # the engine watch checks at once
         self.instance = instance
         self.attempts = attempts
         self.stop_timeout = stop_timeout
@@ -84,8 +85,15 @@ class DockerAdapter:
                 with attempt:
                     return await call()
         except Exception as exc:
-            raise classify(exc, operation) from exc
+            failure = classify(exc, operation)
+            if failure.details.get("reason") == "docker_unreachable":
+                self.on_unreachable()
+            raise failure from exc
         raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        """One cheap round trip (no retries): the engine watch decides what a failure means."""
+        await self.docker.version()
 
     # -- reading -------------------------------------------------------------
     async def inspect(self, docker_id: str) -> Observed | None:
@@ -165,6 +173,9 @@ class DockerAdapter:
     async def put_archive(self, docker_id: str, path: str, archive: bytes) -> None:
         await self._call("put_archive", lambda: self.docker.containers.container(docker_id).put_archive(path, archive))
 
+    async def rename(self, docker_id: str, name: str) -> None:
+        await self._call("rename_container", lambda: self.docker.containers.container(docker_id).rename(name))
+
     async def unpause(self, docker_id: str) -> None:
         await self._call("unpause_container", lambda: self.docker.containers.container(docker_id).unpause())
 
@@ -179,7 +190,7 @@ class DockerAdapter:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Docker's event stream for our containers; ends when the daemon goes away."""
-        subscriber = self.docker.events.subscribe()
+        subscriber = self.docker.events.subscribe(create_task=False)  # one stream: ours, filtered
         runner = asyncio.create_task(self.docker.events.run(
             filters={"type": ["container"], **labels.managed_filter(self.instance)}))
         try:

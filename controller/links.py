@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.events import Activity, EventSink, MessageReceived
+from controller.health import LinkProbe, link_health
 from flow_runtime.framing import DEFAULT_MAX_FRAME, FrameError, encode, read_frame
 
 log = logging.getLogger("flow_manager.links")
@@ -54,6 +55,12 @@ class Link:
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     tokens: float = 0.0
     refilled_at: float = 0.0
+    ever_connected: bool = False
+    ping_seq: int = 0
+    waiting_since: float | None = None  # oldest unanswered flow.ping
+    answered_at: float | None = None
+    disconnected_at: float | None = None
+    reported_health: str | None = None  # the link-only verdict the reconciler was last woken for
 
     def wait_for_token(self, rate: float) -> float:
         """Token bucket (burst = one second's worth): seconds to wait before the next frame."""
@@ -74,6 +81,7 @@ class Link:
 class LinkManager:
     def __init__(self, socket_dir: str, sink: EventSink, *, host_socket_dir: str | None = None,
                  max_frame: int = DEFAULT_MAX_FRAME, send_timeout: float = 5.0, rate_limit: float = 2000.0,
+                 ping_interval: float = 5.0, ping_timeout: float = 15.0,
                  wake: Callable[[str], None] = lambda key: None) -> None:
         self.socket_dir = Path(socket_dir)
         self.host_socket_dir = Path(host_socket_dir or socket_dir)  # the same directory as Docker sees it
@@ -81,8 +89,14 @@ class LinkManager:
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         self.rate_limit = rate_limit  # messages per second one container may send; excess waits in its socket
-        self.wake = wake  # tells the reconciler a link came or went (code revisions are checked then)
+        self.wake = wake  # tells the reconciler a link came or went (code revisions and health are checked then)
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.links: dict[str, Link] = {}
+        self._prober: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.ping_interval > 0:
+            self._prober = asyncio.create_task(self._probe_forever(), name="link-pings")
 
     # -- paths -------------------------------------------------------------------
     def link_dir(self, container_id: str) -> Path:
@@ -122,6 +136,9 @@ class LinkManager:
         await asyncio.to_thread(_cleanup, self.link_dir(container_id), self.public_path(name))
 
     async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
         for link in self.links.values():
             if link.server is not None:
                 link.server.close()
@@ -140,6 +157,13 @@ class LinkManager:
     def last_communication(self, container_id: str) -> float | None:
         link = self.links.get(container_id)
         return link.last_communication if link else None
+
+    def probe(self, container_id: str) -> LinkProbe | None:
+        link = self.links.get(container_id)
+        if link is None:
+            return None
+        return LinkProbe(link.ever_connected, self.connected(container_id), link.waiting_since, link.answered_at,
+                         link.disconnected_at)
 
     def revision(self, container_id: str) -> str | None:
         link = self.links.get(container_id)
@@ -192,10 +216,33 @@ class LinkManager:
             if entry in link.reload_waiters:
                 link.reload_waiters.remove(entry)
 
+    # -- liveness -------------------------------------------------------------------
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            now = time.time()
+            for link in list(self.links.values()):
+                self._ping(link, now)
+                verdict = link_health(self.probe(link.container_id), now=now, timeout=self.ping_timeout)
+                if verdict != link.reported_health:
+                    link.reported_health = verdict
+                    self.wake(link.container_id)
+
+    def _ping(self, link: Link, now: float) -> None:
+        """Never waits: a ping that cannot be written at once is just an unanswered ping."""
+        writer = link.writer
+        if writer is None or writer.is_closing() or link.waiting_since is not None:
+            return
+        link.ping_seq += 1
+        link.waiting_since = now
+        if writer.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT:
+            writer.write(encode({"command": "flow.ping", "seq": link.ping_seq}, self.max_frame))
+
     async def _serve(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if link.writer is not None:  # the newest connection wins (a restarted runtime)
             link.writer.close()
         link.writer = writer
+        link.ever_connected, link.waiting_since, link.answered_at, link.disconnected_at = True, None, None, None
         self.wake(link.container_id)
         try:
             while True:
@@ -220,11 +267,18 @@ class LinkManager:
             if link.writer is writer:
                 link.writer = None
                 link.revision = None
+                link.waiting_since, link.disconnected_at = None, time.time()
                 self.wake(link.container_id)
 
     def _received(self, link: Link, message: dict[str, Any]) -> None:
         command = message.get("command")
         if isinstance(command, str) and command.startswith(CONTROL_PREFIX):
+            if command == "flow.pong":
+                link.waiting_since, link.answered_at = None, time.time()
+                if link.reported_health != "healthy":
+                    link.reported_health = "healthy"
+                    self.wake(link.container_id)
+                return
             if command in ("flow.hello", "flow.reloaded"):
                 revision = message.get("revision")
                 link.revision = revision if isinstance(revision, str) else None

@@ -21,6 +21,8 @@ class Act(str, Enum):
     RESTART = "restart"
     UNPAUSE = "unpause"
     REMOVE = "remove"
+    REPLACE = "replace"  # create the new container under a temporary name, then remove the old one, then rename
+    RENAME = "rename"
     DEPLOY = "deploy"  # copy the desired code revision in, and reload it if the runtime is up
 
 
@@ -43,38 +45,57 @@ class Plan:
         return not self.actions and not self.forget
 
 
-def primary_of(record: Record, observed: Sequence[Observed]) -> Observed | None:
-    """The container to keep when Docker has several for one record (a crash mid-create)."""
+def primary_of(record: Record, observed: Sequence[Observed], desired_hash: str | None = None) -> Observed | None:
+    """The container to keep when Docker has several for one record (a crash mid-create or mid-replace)."""
     if not observed:
         return None
-    want = record.spec.spec_hash()
+    want = desired_hash or record.spec.spec_hash()
     return max(observed, key=lambda o: (o.spec_hash == want, o.running, o.created_at or 0.0))
 
 
+def plan_orphan(observed: Sequence[Observed], *, now: float, found_at: float, grace: float) -> Plan:
+    """A container labelled for this manager with no record: removed once the grace period is over.
+
+    The grace period covers a client's intent that is still on its way (and an
+    operator who wants to look before it goes).
+    """
+    if not observed:
+        return Plan(forget=True)
+    if now < found_at + grace:
+        return Plan(requeue_after=found_at + grace - now, waiting_reason="OrphanGracePeriod")
+    return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "orphan") for o in observed), forget=True)
+
+
 def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
-         restart_not_before: float | None = None, running_revision: str | None = None) -> Plan:
-    """`running_revision` is the code revision the current container is known to have."""
+         restart_not_before: float | None = None, running_revision: str | None = None,
+         desired_hash: str | None = None) -> Plan:
+    """`running_revision` is the code revision the current container is known to have;
+    `desired_hash` the hash of the container configuration the record asks for
+    (by default the spec's own; the reconciler passes the full create body's)."""
     if record is None:
-        # Unknown to the store: left alone here; adoption and garbage collection
-        # of such containers is a separate, deliberate policy.
-        return Plan()
+        return Plan()  # no record: see plan_orphan, which the reconciler applies with its grace period
     if record.desired is DesiredState.DELETED:
         return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "deleted") for o in observed), forget=True)
 
-    primary = primary_of(record, observed)
+    want = desired_hash or record.spec.spec_hash()
+    primary = primary_of(record, observed, want)
     actions = [Action(Act.REMOVE, o.docker_id, "duplicate") for o in observed if o is not primary]
     wants_running = record.desired is DesiredState.RUNNING
 
-    if primary is not None and primary.spec_hash != record.spec.spec_hash():
-        actions.append(Action(Act.REMOVE, primary.docker_id, "spec changed"))
-        primary = None
-    if primary is None:
-        actions.append(Action(Act.CREATE, reason="missing"))
+    if primary is None or primary.spec_hash != want:
+        # Create before delete: if the new configuration cannot be created, the old container keeps running.
+        if primary is None:
+            actions.append(Action(Act.CREATE, reason="missing"))
+        else:
+            actions.append(Action(Act.REPLACE, primary.docker_id, "spec changed"))
         if record.code_revision is not None:
             actions.append(Action(Act.DEPLOY, reason="initial code"))
         if wants_running:
             actions.append(Action(Act.START, reason="desired running"))
         return Plan(actions=tuple(actions))
+
+    if primary.name != record.spec.name:  # a replacement interrupted before its rename
+        actions.append(Action(Act.RENAME, primary.docker_id, "name"))
 
     if record.code_revision is not None and running_revision != record.code_revision:
         actions.append(Action(Act.DEPLOY, primary.docker_id, "code revision"))

@@ -20,14 +20,18 @@ from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.crashes import RestartBackoff, detect_crash, next_crash_count
 from controller.docker_adapter import DockerAdapter, DockerFailure
+from controller.engine import EngineWatch
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
+from controller.health import effective_health, link_health
+from controller.labels import CONTAINER_ID
 from controller.links import LinkManager
 from controller.observed import ABSENT, Observed
-from controller.planner import Act, Plan, plan, primary_of
+from controller.planner import Act, Plan, plan, plan_orphan, primary_of
 from controller.queue import WorkQueue
 from store import ConvergeError, DesiredState, MemoryStore, Record
 
 log = logging.getLogger("flow_manager.controller")
+UNKNOWN = "unknown"  # the state of every container while the engine cannot be asked (as a pod on a lost node)
 tracer = trace.get_tracer("flow_manager.controller")
 
 
@@ -52,22 +56,28 @@ class Reconciler:
     def __init__(self, store: MemoryStore, docker: DockerAdapter, applier: Applier, sink: EventSink, *,
                  backoff: RestartBackoff = RestartBackoff(), workers: int = 32,
                  resync_period: float = 30.0, links: LinkManager | None = None,
-                 deployer: CodeDeployer | None = None) -> None:
+                 deployer: CodeDeployer | None = None, orphan_grace: float = 60.0, docker_host: str = "",
+                 engine_retry_max: float = 5.0) -> None:
         self.store, self.docker, self.applier, self.sink = store, docker, applier, sink
         self.backoff = backoff
         self.workers = workers
         self.resync_period = resync_period
         self.links = links
         self.deployer = deployer
+        self.orphan_grace = orphan_grace
         self.queue = WorkQueue()
         self.keys: dict[str, KeyState] = {}
+        self.orphans: dict[str, float] = {}  # managed id -> when first seen without a record
+        self.engine = EngineWatch(docker, sink, docker_host=docker_host or "local socket", on_event=self._docker_event,
+                                  on_lost=self._engine_lost, on_back=self._engine_back, retry_max=engine_retry_max)
+        docker.on_unreachable = self.engine.suspect
         self._tasks: list[asyncio.Task[None]] = []
         store.watch(self.queue.add)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"reconcile-worker-{i}") for i in range(self.workers)]
-        self._tasks.append(asyncio.create_task(self._watch_docker_events(), name="docker-events"))
+        self._tasks.append(asyncio.create_task(self.engine.run(), name="docker-engine"))
         self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
 
     async def stop(self) -> None:
@@ -80,6 +90,8 @@ class Reconciler:
         """Queue every key we know of or Docker has: the level-triggered safety net."""
         for record in self.store.records():
             self.queue.add(record.id)
+        if not self.engine.available:
+            return
         try:
             for managed_id in await self.docker.managed_ids():
                 self.queue.add(managed_id)
@@ -91,23 +103,32 @@ class Reconciler:
             await self.resync()
             await asyncio.sleep(self.resync_period)
 
-    async def _watch_docker_events(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async for event in self.docker.events():
-                    delay = 0.5
-                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    managed_id = attributes.get("io.kawaflow.flow-manager.container-id")
-                    if managed_id:
-                        self.queue.add(managed_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the stream is a hint; losing it must not stop the loop
-                log.warning("Docker event stream failed: %r", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            await self.resync()  # events may have been missed while the stream was down
+    def _docker_event(self, event: dict[str, object]) -> None:
+        actor = event.get("Actor")
+        attributes = actor.get("Attributes") if isinstance(actor, dict) else None
+        managed_id = attributes.get(CONTAINER_ID) if isinstance(attributes, dict) else None
+        if isinstance(managed_id, str) and managed_id:
+            self.queue.add(managed_id)
+
+    # -- the engine going away and coming back -----------------------------------------
+    def _engine_lost(self) -> None:
+        """Every container's state becomes unknown, once; nothing is decided until Docker answers again."""
+        now = time.time()
+        for key, state in self.keys.items():
+            record = self.store.get(key)
+            if record is None or state.state in (None, UNKNOWN):
+                continue
+            self.sink.publish(StatusChanged(key, state.state, UNKNOWN, now))
+            self.sink.publish(Activity("status_change", key, f"Container {record.spec.name} {state.state} -> "
+                                       f"{UNKNOWN}: Docker engine unreachable",
+                                       {"old_state": state.state, "new_state": UNKNOWN, "reason": "docker_unreachable"}))
+            state.state = UNKNOWN
+
+    async def _engine_back(self) -> None:
+        """Relist everything and converge at once: back-offs earned during the outage are forgotten."""
+        for state in self.keys.values():
+            state.error_backoff, state.last_error = 0.0, None
+        await self.resync()
 
     # -- one key -----------------------------------------------------------------
     async def _worker(self) -> None:
@@ -129,6 +150,15 @@ class Reconciler:
                 self.queue.done(key)
 
     def _failed(self, key: str, record: Record | None, exc: Exception) -> None:
+        if isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable":
+            # The engine watch reports the outage once for everyone and requeues every key when Docker is back;
+            # a request waiting on this key is answered now rather than at its timeout.
+            if record is not None:
+                self.store.report(key, record.generation, ConvergeError(
+                    exc.error_type, exc.message, {**exc.details, "container_id": key}, permanent=False))
+            if self.engine.available:
+                self.queue.add_after(key, 1.0)
+            return
         if isinstance(exc, DockerFailure):
             failure = exc
         else:
@@ -153,28 +183,34 @@ class Reconciler:
             self.queue.add_after(key, state.error_backoff)
 
     async def reconcile(self, key: str) -> None:
+        if not self.engine.available:
+            raise DockerFailure("docker_api_error", f"Docker engine unreachable: {self.engine.last_error}; the "
+                                "request is kept and applied when it answers again", operation="reconcile",
+                                details={"reason": "docker_unreachable"})
         record = self.store.get(key)
+        if record is None:
+            await self._collect_orphan(key)
+            return
+        self.orphans.pop(key, None)
         state = self.keys.setdefault(key, KeyState())
-        if record is not None and record.generation != state.last_generation:
+        if record.generation != state.last_generation:
             # New intent from a client: an explicit start is not held back by crash back-off.
             state.last_generation = record.generation
             state.restart_not_before, state.waiting_reason = None, None
-        if record is not None and self.links is not None and record.desired is not DesiredState.DELETED:
+        if self.links is not None and record.desired is not DesiredState.DELETED:
             await self.links.ensure(record)
 
         observed = await self.docker.observe(key)
-        primary = primary_of(record, observed) if record else None
+        desired_hash = self.applier.desired_hash(record)
+        primary = primary_of(record, observed, desired_hash)
         await self._diff(key, record, primary)
 
         revision = self.deployer.running_revision(record, primary.docker_id if primary else None) \
-            if record is not None and self.deployer is not None else None
+            if self.deployer is not None else None
         decided = plan(record, observed, now=time.time(), restart_not_before=state.restart_not_before,
-                       running_revision=revision)
+                       running_revision=revision, desired_hash=desired_hash)
         await self._apply(key, record, decided, primary)
 
-        if record is None:
-            self.keys.pop(key, None)
-            return
         if decided.forget:
             await self._forget(key, record, existed=bool(observed))
             return
@@ -184,8 +220,8 @@ class Reconciler:
             return
         self.store.report(key, record.generation, None)
 
-    async def _apply(self, key: str, record: Record | None, decided: Plan, primary: Observed | None) -> None:
-        if record is None or not decided.actions:
+    async def _apply(self, key: str, record: Record, decided: Plan, primary: Observed | None) -> None:
+        if not decided.actions:
             return
         state = self.keys[key]
 
@@ -201,7 +237,7 @@ class Reconciler:
         for action in decided.actions:
             acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge,
                                                           checkpoint)
-            if action.act is Act.CREATE:
+            if action.act in (Act.CREATE, Act.REPLACE):
                 target = acted_on
             if action.act is Act.REMOVE and acted_on == target:
                 target = None
@@ -220,6 +256,32 @@ class Reconciler:
         if current is not None and current.desired is DesiredState.DELETED:
             self.store.remove(key)
 
+    async def _collect_orphan(self, key: str) -> None:
+        """A container labelled for this manager that no record wants: reported, then removed after a grace."""
+        observed = await self.docker.observe(key)
+        now = time.time()
+        if observed and key not in self.orphans:
+            self.orphans[key] = now
+            names = sorted({o.name for o in observed})
+            self.sink.publish(Activity("container_error", key, f"Container {', '.join(names)} is labelled as managed "
+                                       f"by this manager but has no record; it will be removed in "
+                                       f"{self.orphan_grace:g} s", {"reason": "orphan", "names": names,
+                                                                    "docker_ids": [o.docker_id for o in observed],
+                                                                    "remove_at": now + self.orphan_grace}))
+        decided = plan_orphan(observed, now=now, found_at=self.orphans.get(key, now), grace=self.orphan_grace)
+        for action in decided.actions:
+            await self.docker.remove(str(action.docker_id))
+            gone = next(o for o in observed if o.docker_id == action.docker_id)
+            log.warning("removed orphaned container %s (%s)", gone.name, gone.docker_id[:12])
+            self.sink.publish(Activity("container_deleted", key, f"Orphaned container {gone.name} removed",
+                                       {"reason": "orphan", "name": gone.name, "docker_id": gone.docker_id,
+                                        "image": gone.image}))
+        if decided.requeue_after is not None:
+            self.queue.add_after(key, decided.requeue_after)
+        if decided.forget:
+            self.orphans.pop(key, None)
+            self.keys.pop(key, None)
+
     # -- diffs -------------------------------------------------------------------
     async def _diff(self, key: str, record: Record | None, observed: Observed | None) -> None:
         """Publish what changed since the last look; each change exactly once."""
@@ -228,6 +290,12 @@ class Reconciler:
         state = self.keys.setdefault(key, KeyState())
         now = time.time()
         crash = detect_crash(record, observed, set(state.acknowledged))
+        outage = self.engine.last_outage
+        if crash is not None and observed is not None and crash.exit_code in (137, 143) and outage is not None \
+                and crash.finished_at is not None and outage.covers(crash.finished_at):
+            # Docker stopped it while restarting itself: not the container's fault, so no crash and no back-off.
+            state.acknowledged.append(observed.run_key)
+            crash = None
         if crash is not None and observed is not None:
             state.acknowledged.append(observed.run_key)
             state.crash_count = next_crash_count(state.crash_count, crash, self.backoff)
@@ -249,7 +317,7 @@ class Reconciler:
                                        f"Container {record.spec.name} {state.state} -> {new_state}",
                                        {"old_state": state.state, "new_state": new_state}))
         state.state = new_state
-        health = observed.health if observed is not None else None
+        health = self.health_of(key, observed)
         if health == "unhealthy" and state.health != "unhealthy":
             self.sink.publish(HealthWarning(key, health, now))
             self.sink.publish(Activity("health_warning", key, f"Container {record.spec.name} is unhealthy",
@@ -266,6 +334,8 @@ class Reconciler:
         """
         record = self.store.get(key)
         state = self.keys.get(key)
+        if not self.engine.available:
+            return state.observed if state is not None else None  # the last thing Docker said; state is unknown
         if state is not None and state.observed is not None:
             # One inspect of the container we know; only when it is gone do we search by label.
             primary = await self.docker.inspect(state.observed.docker_id)
@@ -273,10 +343,18 @@ class Reconciler:
             primary = None
         if primary is None:
             observed = await self.docker.observe(key)
-            primary = primary_of(record, observed) if record else None
+            primary = primary_of(record, observed, self.applier.desired_hash(record)) if record else None
         if state is None or (primary.api_state if primary else ABSENT) != state.state:
             self.queue.add(key)
         return primary
+
+    def health_of(self, key: str, observed: Observed | None) -> str | None:
+        if observed is None:
+            return None
+        probe = self.links.probe(key) if self.links is not None else None
+        from_link = link_health(probe, now=time.time(), timeout=self.links.ping_timeout,
+                                started_at=observed.started_at) if self.links is not None else None
+        return effective_health(observed.health, from_link, observed.running)
 
     def known(self, key: str) -> KeyState | None:
         return self.keys.get(key)

@@ -17,7 +17,7 @@ from controller.cgroup_stats import CgroupStats
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.events import EventSink
 from controller.observed import ABSENT, Observed
-from controller.reconciler import Reconciler
+from controller.reconciler import UNKNOWN, Reconciler
 from controller.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
 
@@ -76,7 +76,7 @@ class StatusReader:
         self._cgroups = CgroupStats()
 
     async def _usage(self, observed: Observed | None) -> dict[str, Any]:
-        if observed is None or not observed.running:
+        if observed is None or not observed.running or not self.reconciler.engine.available:
             return resource_usage(None, iso_now())
         fast = await self._cgroups.usage(observed.docker_id, observed.pid, iso_now())
         if fast is not None:
@@ -98,9 +98,10 @@ class StatusReader:
         usage = await self._usage(known.observed if known is not None else None)
         # State is read after the (possibly slow) stats so the report is never older than its numbers.
         observed = await self.reconciler.refresh(record.id)
+        engine_up = self.reconciler.engine.available
         if (known is None or known.observed is None) and observed is not None and observed.running:
             usage = await self._usage(observed)  # first look at this container: no earlier id to sample
-        if observed is None or not observed.running:
+        if observed is None or not observed.running or not engine_up:
             usage = resource_usage(None, usage["timestamp"])
         now = time.time()
         running = observed is not None and observed.running
@@ -109,8 +110,8 @@ class StatusReader:
             container_id=record.id, name=record.spec.name, image=record.spec.image,
             desired=record.desired.value,
             docker_id=observed.docker_id if observed else None,
-            state=observed.api_state if observed else ABSENT,
-            health=health_of(observed),
+            state=(observed.api_state if observed else ABSENT) if engine_up else UNKNOWN,
+            health=(self.reconciler.health_of(record.id, observed) or "none") if engine_up else "unknown",
             socket_connected=connected,
             uptime=format_uptime(now - observed.started_at) if running and observed and observed.started_at else "0:00:00",
             last_communication=self.links.last_communication(record.id) if self.links else None,
@@ -124,11 +125,6 @@ class StatusReader:
             created_at=record.created_at,
             ports=dict(record.spec.ports),
         )
-
-
-def health_of(observed: Observed | None) -> str:
-    """Docker's HEALTHCHECK verdict when the image has one; 'none' when it has none."""
-    return observed.health if observed is not None and observed.health else "none"
 
 
 class StatusLoop:

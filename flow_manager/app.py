@@ -49,14 +49,17 @@ class FlowManager:
         self.broadcaster = Broadcaster(self.sio)
         self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
                                  max_frame=s.max_frame_bytes, send_timeout=s.send_timeout,
-                                 rate_limit=s.link_rate_limit)
+                                 rate_limit=s.link_rate_limit, ping_interval=s.link_ping_interval,
+                                 ping_timeout=s.link_ping_timeout)
         deployer = CodeDeployer(self.docker, self.codes, self.links)
         applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
                                                          stop_timeout=s.stop_timeout), self.links, deployer)
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
-            workers=s.workers, resync_period=s.resync_period, links=self.links, deployer=deployer)
+            workers=s.workers, resync_period=s.resync_period, links=self.links, deployer=deployer,
+            orphan_grace=s.orphan_grace, docker_host=s.docker_host or "local socket",
+            engine_retry_max=s.engine_retry_max)
         self.links.wake = self.reconciler.queue.add
         reader = StatusReader(self.store, self.reconciler, self.docker, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
@@ -68,6 +71,7 @@ class FlowManager:
             self.store.journal.start()
         self.broadcaster.start()
         self.reconciler.start()
+        self.links.start()
         self.status_loop.start()
         log.info("flow-manager listening on %s:%s (docker: %s)", s.host, s.port, s.docker_host or "local socket")
 

@@ -30,6 +30,10 @@ class Settings:
     max_frame_bytes: int = 1 << 20
     send_timeout: float = 5.0
     link_rate_limit: float = 2000.0
+    link_ping_interval: float = 5.0
+    link_ping_timeout: float = 15.0
+    orphan_grace: float = 60.0
+    engine_retry_max: float = 5.0
     trace_exporter: str = "none"
     log_level: str = "info"
 
@@ -57,6 +61,10 @@ HELP = {
     "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
     "send_timeout": "seconds send_message waits for the container to take a message",
     "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped)",
+    "link_ping_interval": "seconds between liveness pings on every connected link (0 turns them off)",
+    "link_ping_timeout": "seconds without a pong (or without the link) before a running container is unhealthy",
+    "orphan_grace": "seconds a container labelled for this instance but without a record is kept before removal",
+    "engine_retry_max": "upper bound of the back-off between pings of an unreachable Docker engine",
     "trace_exporter": "OpenTelemetry spans of reconciles: none or console",
     "log_level": "debug, info, warning or error",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from controller.observed import Observed
-from controller.planner import Act, plan
+from controller.planner import Act, plan, plan_orphan
 from store import ContainerSpec, DesiredState, Record
 
 SPEC = ContainerSpec(image="flow:latest", name="a")
@@ -16,8 +16,8 @@ def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float 
 
 
 def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
-             started: float | None = 100.0, created: float = 1.0) -> Observed:
-    return Observed(docker_id=docker_id, name="a", managed_id="abc123def456",
+             started: float | None = 100.0, created: float = 1.0, name: str = "a") -> Observed:
+    return Observed(docker_id=docker_id, name=name, managed_id="abc123def456",
                     spec_hash=spec_hash if spec_hash is not None else SPEC.spec_hash(),
                     status=status, running=status == "running", paused=status == "paused", exit_code=0,
                     oom_killed=False, error="", pid=1, started_at=started, finished_at=None, created_at=created,
@@ -57,7 +57,36 @@ def test_deleted_removes_every_container_and_forgets_the_record():
 
 def test_changed_spec_recreates():
     p = plan(record(DesiredState.RUNNING), [observed(spec_hash="stale")], now=0)
-    assert acts(p) == [(Act.REMOVE, "d1"), (Act.CREATE, None), (Act.START, None)]
+    assert acts(p) == [(Act.REPLACE, "d1"), (Act.START, None)], "create before delete, then start the new one"
+
+
+def test_desired_hash_from_the_caller_decides_drift():
+    current = observed(spec_hash="body-hash-1")
+    assert acts(plan(record(DesiredState.RUNNING), [current], now=0, desired_hash="body-hash-1")) == []
+    assert acts(plan(record(DesiredState.RUNNING), [current], now=0, desired_hash="body-hash-2")) == [
+        (Act.REPLACE, "d1"), (Act.START, None)]
+
+
+def test_drift_of_a_stopped_container_replaces_without_starting():
+    assert acts(plan(record(DesiredState.STOPPED), [observed("exited", spec_hash="stale")], now=0)) == [
+        (Act.REPLACE, "d1")]
+
+
+def test_an_interrupted_replacement_is_finished():
+    # Killed between create (temporary name) and rename: the new one wins, the old one goes, the name is fixed.
+    old = observed(spec_hash="stale", docker_id="old", created=1.0)
+    new = observed("created", docker_id="new", created=2.0, name="a.next-12345678")
+    assert acts(plan(record(DesiredState.RUNNING), [old, new], now=0)) == [
+        (Act.REMOVE, "old"), (Act.RENAME, "new"), (Act.START, "new")]
+
+
+def test_an_orphan_is_kept_through_its_grace_period_then_removed():
+    found = [observed(docker_id="x")]
+    waiting = plan_orphan(found, now=10.0, found_at=0.0, grace=60.0)
+    assert waiting.actions == () and waiting.requeue_after == 50.0 and not waiting.forget
+    due = plan_orphan(found, now=60.0, found_at=0.0, grace=60.0)
+    assert acts(due) == [(Act.REMOVE, "x")] and due.forget
+    assert plan_orphan([], now=0.0, found_at=0.0, grace=60.0).forget
 
 
 def test_duplicates_are_removed_keeping_the_running_one_with_the_current_spec():

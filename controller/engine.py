@@ -1,0 +1,133 @@
+"""Is the Docker engine there? Watching it, and telling everyone once when that changes.
+
+Docker's event stream ends when the daemon goes away, and any call can fail
+with "unreachable"; either makes the watch ping the engine. A failed ping
+marks the engine unavailable (one `error` event and one `engine_status` event
+for clients, `on_lost` for the reconciler), then pings again with exponential
+back-off. The first answer marks it available again (`on_back`: the
+reconciler relists everything and converges), and the event stream is
+subscribed anew. Events are only hints; the relist is what makes it correct.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+
+from controller.events import ControllerError, EventSink
+
+log = logging.getLogger("flow_manager.engine")
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Extension event `engine_status`: the engine became unreachable, or answers again."""
+
+    available: bool
+    docker_host: str
+    since: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Outage:
+    started: float
+    ended: float | None = None
+
+    def covers(self, moment: float, slack: float = 5.0) -> bool:
+        """Did `moment` fall inside the outage (with slack for the engine's own restart work)?"""
+        return self.started - slack <= moment <= (self.ended if self.ended is not None else time.time()) + slack
+
+
+class EngineApi(Protocol):
+    async def ping(self) -> None: ...
+    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class EngineWatch:
+    def __init__(self, docker: EngineApi, sink: EventSink, *, docker_host: str,
+                 on_event: Callable[[dict[str, Any]], None],
+                 on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
+                 retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
+        self.docker, self.sink, self.docker_host = docker, sink, docker_host
+        self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
+        self.retry_initial, self.retry_max, self.ping_timeout = retry_initial, retry_max, ping_timeout
+        self.available = True
+        self.since = time.time()
+        self.last_outage: Outage | None = None
+        self.last_error = ""
+        self._suspect = asyncio.Event()
+
+    def suspect(self) -> None:
+        """A call just failed as if the engine were gone: check now rather than at the next event."""
+        self._suspect.set()
+
+    def status(self) -> EngineStatus:
+        message = "Docker engine available" if self.available else f"Docker engine unreachable: {self.last_error}"
+        return EngineStatus(self.available, self.docker_host, self.since, message)
+
+    async def run(self) -> None:
+        delay = self.retry_initial
+        while True:
+            self._suspect.clear()
+            error = await self._ping()
+            if error is not None:
+                self._lost(error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            delay = self.retry_initial
+            if not self.available:
+                await self._back()
+            await self._follow_events()
+
+    async def _ping(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.docker.ping(), self.ping_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return getattr(exc, "message", None) or repr(exc)
+        return None
+
+    async def _follow_events(self) -> None:
+        """Feed events to the reconciler until the stream ends or a call suggests the engine is gone."""
+        async def pump() -> None:
+            async for event in self.docker.events():
+                self.on_event(event)
+
+        stream = asyncio.create_task(pump(), name="docker-events")
+        suspected = asyncio.create_task(self._suspect.wait(), name="docker-suspect")
+        try:
+            await asyncio.wait({stream, suspected}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stream, suspected):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if stream.done() and not stream.cancelled() and stream.exception() is not None:
+            log.warning("Docker event stream failed: %r", stream.exception())
+
+    def _lost(self, error: str) -> None:
+        if not self.available:
+            return
+        self.available, self.since, self.last_error = False, time.time(), error
+        self.last_outage = Outage(self.since)
+        log.warning("Docker engine %s unreachable: %s", self.docker_host, error)
+        self.sink.publish(ControllerError("docker_api_error", f"Docker engine unreachable: {error}",
+                                          {"operation": "docker_engine", "reason": "docker_unreachable",
+                                           "docker_host": self.docker_host, "since": self.since}))
+        self.sink.publish(self.status())
+        self.on_lost()
+
+    async def _back(self) -> None:
+        now = time.time()
+        if self.last_outage is not None:
+            self.last_outage = Outage(self.last_outage.started, now)
+        log.warning("Docker engine %s available again after %.1f s", self.docker_host, now - self.since)
+        self.available, self.since, self.last_error = True, now, ""
+        self.sink.publish(self.status())
+        await self.on_back()
