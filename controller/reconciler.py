@@ -128,6 +128,7 @@ class Reconciler:
         """Relist everything and converge at once: back-offs earned during the outage are forgotten."""
         for state in self.keys.values():
             state.error_backoff, state.last_error = 0.0, None
+            state.restart_not_before, state.waiting_reason = None, None
         await self.resync()
 
     # -- one key -----------------------------------------------------------------
@@ -291,7 +292,7 @@ class Reconciler:
         now = time.time()
         crash = detect_crash(record, observed, set(state.acknowledged))
         outage = self.engine.last_outage
-        if crash is not None and observed is not None and crash.exit_code in (137, 143) and outage is not None \
+        if crash is not None and observed is not None and outage is not None \
                 and crash.finished_at is not None and outage.covers(crash.finished_at):
             # Docker stopped it while restarting itself: not the container's fault, so no crash and no back-off.
             state.acknowledged.append(observed.run_key)

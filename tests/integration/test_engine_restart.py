@@ -1,0 +1,127 @@
+"""The Docker engine itself goes away: killed -9 or stopped, then started again.
+
+A private engine (its own socket, data root and network namespace) is killed
+for real. The manager must keep answering, say so once, show every container
+as `unknown`, and converge once the engine answers again: desired-running
+containers run, desired-stopped ones stay stopped, nothing is duplicated, no
+crash is blamed on the containers.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import aiodocker
+import pytest
+
+from tests.integration.harness import Client, Server, unique_name
+from tests.integration.private_engine import PrivateEngine
+from tests.integration.test_links import ping, wait_link
+
+TIMINGS = Path(__file__).resolve().parents[2] / ".timings.jsonl"  # convergence times, quoted in the README
+
+
+def record_timing(name: str, seconds: float) -> None:
+    with TIMINGS.open("a") as out:
+        out.write(json.dumps({"name": name, "seconds": round(seconds, 3), "at": time.time()}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def engine(docker: aiodocker.Docker) -> Iterator[PrivateEngine]:
+    private = PrivateEngine()
+    try:
+        private.start()
+        private.load_image("flow:latest")
+        yield private
+    finally:
+        private.close()
+
+
+@pytest.fixture
+async def manager(engine: PrivateEngine, tmp_path: Path) -> AsyncIterator[tuple[Server, Client]]:
+    server = Server(tmp_path, "--engine-retry-max", "1", docker_host=engine.url)
+    server.start()
+    client = await Client().connect(server.url)
+    try:
+        yield server, client
+    finally:
+        await client.close()
+        server.stop()
+
+
+def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
+    return [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "stop"])
+async def test_engine_outage_is_reported_and_everything_converges_back(
+        manager: tuple[Server, Client], engine: PrivateEngine, how: signal.Signals):
+    server, client = manager
+    run = await client.call("create_container", {"image": "flow:latest", "name": unique_name("eng-run")})
+    halt = await client.call("create_container", {"image": "flow:latest", "name": unique_name("eng-stop")})
+    for c in (run, halt):
+        await client.call("start_container", {"container_id": c["container_id"]})
+    await client.call("stop_container", {"container_id": halt["container_id"]})
+    await wait_link(client, run["container_id"], True)
+    before = {c["container_id"]: transitions(client, c["container_id"]) for c in (run, halt)}
+
+    engine.kill(how)
+
+    # Reported once, as the documented error event, and as the engine_status extension.
+    outage = await client.wait_for("error", None, lambda e: e["details"].get("operation") == "docker_engine", timeout=15)
+    assert outage["error_type"] == "docker_api_error" and outage["details"]["reason"] == "docker_unreachable"
+    await client.wait_for("engine_status", None, lambda e: e["available"] is False)
+    await client.wait_for("status_changed", run["container_id"], lambda e: e["new_state"] == "unknown")
+    await client.wait_for("status_changed", halt["container_id"], lambda e: e["new_state"] == "unknown")
+
+    # The manager keeps serving: reads answer from what it knows, writes fail fast and say why.
+    started = time.monotonic()
+    listing = await client.call("list_containers", {})
+    assert time.monotonic() - started < 1.0
+    assert {c["status"] for c in listing["containers"]} == {"unknown"}
+    status = await client.call("get_container_status", {"container_id": run["container_id"]})
+    assert status["state"] == "unknown" and status["health"] == "unknown"
+    await client.wait_for("container_status_update", run["container_id"], lambda u: u["status"]["state"] == "unknown")
+    started = time.monotonic()
+    refused = await client.call("create_container", {"image": "flow:latest", "name": unique_name("eng-new")})
+    assert time.monotonic() - started < 5.0
+    assert refused["error_type"] == "docker_api_error" and refused["details"]["reason"] == "docker_unreachable"
+    assert refused["details"]["retrying"] is True
+
+    back_at = engine.start()
+    await client.wait_for("engine_status", None, lambda e: e["available"] is True, timeout=20)
+    await client.wait_for("status_changed", run["container_id"],
+                          lambda e: e["old_state"] != "unknown" and e["new_state"] == "running",
+                          count=len([t for t in before[run["container_id"]] if t[1] == "running"]) + 1, timeout=30)
+    record_timing(f"engine {how.name}: engine answers -> running again", time.time() - back_at)
+    await client.wait_for("status_changed", halt["container_id"], lambda e: e["old_state"] == "unknown", timeout=30)
+    await wait_link(client, run["container_id"], True)
+    await ping(client, run["container_id"])
+    record_timing(f"engine {how.name}: engine answers -> link answers", time.time() - back_at)
+    await asyncio.sleep(2)  # a resync and a status round later, nothing more happens
+
+    # Exactly these transitions: the engine stopped the running one (before going away when stopped
+    # gracefully, while coming back after a kill -9), and the manager started it again.
+    after_run = transitions(client, run["container_id"])[len(before[run["container_id"]]):]
+    expected = [("running", "unknown"), ("unknown", "stopped"), ("stopped", "running")] if how == signal.SIGKILL \
+        else [("running", "stopped"), ("stopped", "unknown"), ("unknown", "stopped"), ("stopped", "running")]
+    assert after_run == expected, after_run
+    after_halt = transitions(client, halt["container_id"])[len(before[halt["container_id"]]):]
+    assert after_halt == [("stopped", "unknown"), ("unknown", "stopped")], after_halt
+    if how == signal.SIGKILL:
+        assert not client.of("container_crashed"), "the engine's restart is not the containers' crash"
+    else:  # a graceful engine stop ends containers while it still answers: indistinguishable from `docker stop`
+        assert [c["exit_code"] for c in client.of("container_crashed")] == [0]
+    assert len(client.of("engine_status")) == 2
+    assert len(client.of("error", None, lambda e: e["details"].get("operation") == "docker_engine")) == 1
+
+    states = dict(line.split() for line in engine.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").splitlines())
+    assert states == {run["name"]: "running", halt["name"]: "exited"}, "nothing duplicated, nothing left over"
+    listing = await client.call("list_containers", {})
+    assert {c["name"]: c["status"] for c in listing["containers"]} == {run["name"]: "running", halt["name"]: "stopped"}
+    for c in (run, halt):
+        await client.call("delete_container", {"container_id": c["container_id"]})
