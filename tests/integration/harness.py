@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,13 @@ from typing import Any, Callable
 import socketio
 
 RUN_ID = uuid.uuid4().hex[:6]
+TIMINGS = Path(__file__).resolve().parents[2] / ".timings.jsonl"  # convergence times quoted in the README
+
+
+def record_timing(name: str, seconds: float) -> None:
+    """Append a measured convergence time (the README's operations table comes from these)."""
+    with TIMINGS.open("a") as out:
+        out.write(json.dumps({"name": name, "seconds": round(seconds, 3), "at": time.time()}) + "\n")
 
 
 def unique_name(prefix: str = "t") -> str:

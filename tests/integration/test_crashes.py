@@ -5,7 +5,7 @@ import asyncio
 
 import aiodocker
 
-from tests.integration.harness import Client, unique_name
+from tests.integration.harness import Client, record_timing, unique_name
 
 
 async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(client: Client, docker: aiodocker.Docker):
@@ -14,6 +14,7 @@ async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(clien
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
     await asyncio.sleep(0.5)  # let the runtime print its banner
+    killed_at = asyncio.get_running_loop().time()
     await docker.containers.container(created["docker_id"]).kill(signal="SIGKILL")
 
     crash = await client.wait_for("container_crashed", cid)
@@ -22,6 +23,7 @@ async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(clien
     assert "flow runtime started" in crash["crash_details"]["logs"]
     await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_crash")
     await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("stopped", "running"))
+    record_timing("docker kill behind the back -> running again", asyncio.get_running_loop().time() - killed_at)
     info = await docker.containers.container(created["docker_id"]).show()
     assert info["State"]["Running"], "restarted in place: same Docker container"
     await asyncio.sleep(2)
@@ -58,10 +60,12 @@ async def test_restart_after_removal_behind_the_managers_back(client: Client, do
     created = await client.call("create_container", {"image": "flow:latest", "name": name})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
+    removed_at = asyncio.get_running_loop().time()
     await docker.containers.container(created["docker_id"]).delete(force=True)
     await client.wait_for("status_changed", cid, lambda e: e["old_state"] == "deleted" and e["new_state"] == "created",
                           timeout=15)
     await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "running", count=2, timeout=15)
+    record_timing("docker rm -f behind the back -> recreated and running", asyncio.get_running_loop().time() - removed_at)
     status = await client.call("get_container_status", {"container_id": cid})
     assert status["state"] == "running" and status["docker_id"] != created["docker_id"]
     assert status["container_id"] == cid, "the managed id is stable across recreation"

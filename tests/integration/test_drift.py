@@ -17,8 +17,7 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import Client, Server, unique_name
-from tests.integration.test_engine_restart import record_timing
+from tests.integration.harness import Client, Server, record_timing, unique_name
 from tests.integration.test_links import ping, wait_link
 
 

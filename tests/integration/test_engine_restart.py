@@ -9,7 +9,6 @@ crash is blamed on the containers.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from pathlib import Path
@@ -18,16 +17,9 @@ from typing import AsyncIterator, Iterator
 import aiodocker
 import pytest
 
-from tests.integration.harness import Client, Server, unique_name
+from tests.integration.harness import Client, Server, record_timing, unique_name
 from tests.integration.private_engine import PrivateEngine
 from tests.integration.test_links import ping, wait_link
-
-TIMINGS = Path(__file__).resolve().parents[2] / ".timings.jsonl"  # convergence times, quoted in the README
-
-
-def record_timing(name: str, seconds: float) -> None:
-    with TIMINGS.open("a") as out:
-        out.write(json.dumps({"name": name, "seconds": round(seconds, 3), "at": time.time()}) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +61,13 @@ async def test_engine_outage_is_reported_and_everything_converges_back(
     await wait_link(client, run["container_id"], True)
     before = {c["container_id"]: transitions(client, c["container_id"]) for c in (run, halt)}
 
+    killed_at = time.time()
     engine.kill(how)
 
     # Reported once, as the documented error event, and as the engine_status extension.
     outage = await client.wait_for("error", None, lambda e: e["details"].get("operation") == "docker_engine", timeout=15)
     assert outage["error_type"] == "docker_api_error" and outage["details"]["reason"] == "docker_unreachable"
+    record_timing(f"engine {how.name}: signal sent -> outage reported", time.time() - killed_at)
     await client.wait_for("engine_status", None, lambda e: e["available"] is False)
     await client.wait_for("status_changed", run["container_id"], lambda e: e["new_state"] == "unknown")
     await client.wait_for("status_changed", halt["container_id"], lambda e: e["new_state"] == "unknown")

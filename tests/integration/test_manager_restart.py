@@ -8,7 +8,7 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import Client, Server, unique_name
+from tests.integration.harness import Client, Server, record_timing, unique_name
 from tests.integration.test_links import ask, ping, wait_link, write_code
 
 
@@ -31,6 +31,7 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
 
     server.stop(signal.SIGKILL)
     assert server.proc is not None and server.proc.returncode == -signal.SIGKILL
+    restarted_at = asyncio.get_running_loop().time()
     server.start()
     client = await Client().connect(server.url)
     try:
@@ -41,6 +42,8 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
             assert asyncio.get_running_loop().time() < deadline, listing
             await asyncio.sleep(0.1)
             listing = {c["id"]: c for c in (await client.call("list_containers", {}))["containers"]}
+        record_timing("manager SIGKILL: process started -> every container adopted",
+                      asyncio.get_running_loop().time() - restarted_at)
         assert listing[running["container_id"]]["status"] == "running"
         assert listing[stopped["container_id"]]["status"] == "stopped"
         assert listing[created["container_id"]]["status"] == "created"
@@ -50,6 +53,7 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
         assert len(ours) == 3, "no duplicates"
 
         await wait_link(client, running["container_id"], True)  # the runtime dialled the new socket by itself
+        record_timing("manager SIGKILL: process started -> link answers", asyncio.get_running_loop().time() - restarted_at)
         await ping(client, running["container_id"])
         assert (await ask(client, running["container_id"], "read"))["data"]["version"] == "v1"
         await asyncio.sleep(1.5)
