@@ -37,8 +37,10 @@ class Outage:
     started: float
     ended: float | None = None
 
-    def covers(self, moment: float, slack: float = 5.0) -> bool:
-        """Did `moment` fall inside the outage (with slack for the engine's own restart work)?"""
+    def covers(self, moment: float, slack: float = 1.0) -> bool:
+        """Did `moment` fall inside the outage? An engine restarted without live-restore stops its
+        containers before its API answers, so such exits fall between the first failed and the first
+        good ping; the slack absorbs clock rounding, not real time after the engine is back."""
         return self.started - slack <= moment <= (self.ended if self.ended is not None else time.time()) + slack
 
 

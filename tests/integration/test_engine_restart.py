@@ -117,5 +117,12 @@ async def test_engine_outage_is_reported_and_everything_converges_back(
     assert states == {run["name"]: "running", halt["name"]: "exited"}, "nothing duplicated, nothing left over"
     listing = await client.call("list_containers", {})
     assert {c["name"]: c["status"] for c in listing["containers"]} == {run["name"]: "running", halt["name"]: "stopped"}
+
+    # Subscribed to the new engine's events again: a kill is seen at once, not at the next resync (5 s).
+    crashes = len(client.of("container_crashed", run["container_id"]))
+    killed_at = time.time()
+    engine.docker("kill", run["name"])
+    await client.wait_for("container_crashed", run["container_id"], count=crashes + 1, timeout=3)
+    assert time.time() - killed_at < 3
     for c in (run, halt):
         await client.call("delete_container", {"container_id": c["container_id"]})
