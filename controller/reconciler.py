@@ -50,6 +50,7 @@ class KeyState:
     last_generation: int = 0
     last_error: tuple[str, str] | None = None
     error_backoff: float = 0.0
+    unreachable_strikes: int = 0
 
 
 class Reconciler:
@@ -127,7 +128,7 @@ class Reconciler:
     async def _engine_back(self) -> None:
         """Relist everything and converge at once: back-offs earned during the outage are forgotten."""
         for state in self.keys.values():
-            state.error_backoff, state.last_error = 0.0, None
+            state.error_backoff, state.last_error, state.unreachable_strikes = 0.0, None, 0
             state.restart_not_before, state.waiting_reason = None, None
         await self.resync()
 
@@ -146,14 +147,19 @@ class Reconciler:
             else:
                 state = self.keys.get(key)
                 if state is not None:
-                    state.error_backoff, state.last_error = 0.0, None
+                    state.error_backoff, state.last_error, state.unreachable_strikes = 0.0, None, 0
             finally:
                 self.queue.done(key)
 
     def _failed(self, key: str, record: Record | None, exc: Exception) -> None:
-        if isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable":
-            # The engine watch reports the outage once for everyone and requeues every key when Docker is back;
-            # a request waiting on this key is answered now rather than at its timeout.
+        state = self.keys.setdefault(key, KeyState())
+        unreachable = isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable"
+        state.unreachable_strikes = state.unreachable_strikes + 1 if unreachable else 0
+        if isinstance(exc, DockerFailure) and unreachable and (not self.engine.available
+                                                               or state.unreachable_strikes == 1):
+            # Most likely the engine went away: its watch reports that once for everyone (and requeues every
+            # key when Docker is back). A request waiting on this key is answered now, not at its timeout.
+            # Should the engine still answer pings, the next failure is reported as an ordinary one.
             if record is not None:
                 self.store.report(key, record.generation, ConvergeError(
                     exc.error_type, exc.message, {**exc.details, "container_id": key}, permanent=False))
@@ -166,7 +172,6 @@ class Reconciler:
             log.exception("reconcile of %s failed unexpectedly", key)
             failure = DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation="reconcile",
                                     permanent=True)
-        state = self.keys.setdefault(key, KeyState())
         if record is not None:
             error = ConvergeError(failure.error_type, failure.message, {**failure.details, "container_id": key},
                                   permanent=failure.permanent)
