@@ -40,7 +40,9 @@ class Server:
         self.args = ["--port", str(self.port), "--socket-dir", self.socket_dir, "--no-build-image",
                      "--state-dir", str(workdir / "state"), "--instance", self.instance,
                      "--status-interval", "1", "--restart-backoff-initial", "0.5", "--restart-backoff-max", "2",
-                     "--resync-period", "5", "--send-timeout", "1", "--log-level", "info", *extra]
+                     "--resync-period", "5", "--send-timeout", "1", "--log-level", "info",
+                     "--code-roots", str(workdir.parent),  # pytest's tmp_path directories hold the tests' code
+                     *extra]
         self.env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
