@@ -9,6 +9,7 @@ the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
@@ -122,7 +123,7 @@ class Handlers:
             return None
         return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "
                         f"(bursts of {self.limiter.burst}); retry in {wait:.2f} s", limit="client_rate_limit",
-                        retry_after=round(wait, 3))
+                        retry_after=math.ceil(wait * 1000) / 1000)
 
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, response: str, model: type[M],
