@@ -259,8 +259,9 @@ class Handlers:
         return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
 
     async def update(self, request: UpdateContainer) -> dict[str, Any]:
+        code_path = self.policy.code_path(request.code_path)  # a refused field is a validation_error, found or not
         record = self._record(request.container_id)
-        code = await self._snapshot(self.policy.code_path(request.code_path))  # refused or unreadable: nothing changes
+        code = await self._snapshot(code_path)  # unreadable: validation_error, nothing changes
         record = self._intent(record, code_revision=code.revision, code_path=request.code_path)
         current = await self._converge(record, "update_container")
         if current is None or current.code_revision != code.revision:
