@@ -213,7 +213,7 @@ def test_the_fuzz_strategies_only_build_invalid_requests():
               "list_containers": ListContainers, **{e: ContainerRef for e in REFS}}
     policy = RequestPolicy.build()
 
-    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(REQUESTS)
     def invalid(request: tuple[str, Any]) -> None:
         event, payload = request
