@@ -324,3 +324,12 @@ async def test_logs_never_show_environment_values_or_message_contents(client: Cl
     await client.call("delete_container", {"container_id": cid})
     log = server.log_path.read_text(errors="replace")
     assert secret not in log and content not in log
+
+
+async def test_secrets_at_rest_are_private(server: Server, client: Client):
+    """The journal holds environment values; the link directory would let local users take links over."""
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("private")})
+    await client.call("delete_container", {"container_id": created["container_id"]})
+    state = server.workdir / "state" / server.instance
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (Path(server.socket_dir) / ".links").stat().st_mode & 0o777 == 0o700
