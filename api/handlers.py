@@ -94,11 +94,14 @@ class Handlers:
         """A packet the gate replaced before parsing: too large, or binary."""
         info = info if isinstance(info, dict) else {}
         event = info.get("event")
-        operation = event if event in self.operations else "(unknown)"
+        operation = event if event in self.operations or info.get("reason") == "reserved" else "(unknown)"
         limit = info.get("limit") if isinstance(info.get("limit"), int) else None
         if info.get("reason") == "binary":
             error = ApiError("validation_error", "binary payloads are not accepted: the API is JSON",
                              field="(request)")
+        elif info.get("reason") == "reserved":
+            error = ApiError("validation_error", "connect and disconnect are not events a client may send",
+                             field="(event)")
         else:
             size = info.get("bytes") if isinstance(info.get("bytes"), int) else "?"
             error = ApiError("validation_error", f"request of {size} bytes is larger than the limit "

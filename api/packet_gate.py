@@ -7,7 +7,9 @@ parsing, by a small `REJECTED_EVENT` carrying the original event name and ack
 id, which the API answers with one `validation_error`. The API is JSON, so a
 binary event is rejected the same way and binary attachment frames are
 dropped unread (a binary event otherwise lets a client stream attachments into
-the server's memory).
+the server's memory). So is an event named `connect` or `disconnect`:
+python-socketio would hand it to the connection handlers, letting a client
+forge a connect or reset its own rate limit.
 
 Both transports are covered: websocket frames (whose size the ASGI server
 caps at `ceiling`) and long-polling POST bodies (refused with 413 above it).
@@ -23,10 +25,14 @@ REJECTED_EVENT = "flow_manager.rejected"
 SEPARATOR = "\x1e"  # between the packets of one long-polling body
 CLOSE = "1"  # Engine.IO close packet: the server ends that connection
 
-# Engine.IO MESSAGE ("4"), Socket.IO type, [attachments "-"], [namespace ","], [ack id]
-_HEADER = re.compile(r"4([0-9])(?:\d{1,6}-)?(/[^,]{0,256},)?(\d{0,18})")
+# Engine.IO MESSAGE ("4"), Socket.IO type, [attachments "-"], [namespace ","], [ack id]; as python-socketio
+# parses them (its digits are str.isdigit(), hence \d rather than [0-9])
+_HEADER = re.compile(r"4([0-9])(?:\d{1,10}-)?(/[^,]*,)?(\d*)")
 _EVENT_NAME = re.compile(r'\["([A-Za-z0-9_.:-]{1,64})"')
+_ARRAY_OPEN = re.compile(r"[ \t\n\r]*\[[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
 EVENT, BINARY_EVENT, BINARY_ACK = "2", "5", "6"
+RESERVED_EVENTS = frozenset({"connect", "disconnect"})  # python-socketio dispatches these to connection handlers
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -45,6 +51,17 @@ def _size(packet: str, limit: int) -> int | None:
     return None
 
 
+def _event_name(packet: str, start: int) -> object:
+    """The first element of an event's JSON array, decoded as python-socketio will (escapes included)."""
+    opening = _ARRAY_OPEN.match(packet, start)
+    if opening is None:
+        return None
+    try:
+        return _DECODER.raw_decode(packet, opening.end())[0]
+    except ValueError:
+        return None
+
+
 def gate_packet(packet: str, limit: int) -> str | None:
     """One Engine.IO text packet in; the packet to pass on (maybe a rejection) out, or None to drop it."""
     size = _size(packet, limit)
@@ -54,13 +71,22 @@ def gate_packet(packet: str, limit: int) -> str | None:
     kind, namespace, ack = header.groups()
     if kind == BINARY_ACK:
         return None  # the server never asks clients for acknowledgements
-    if kind != BINARY_EVENT and size is None:
+    if kind == BINARY_EVENT:
+        reason = "binary"
+    elif size is not None:
+        if kind != EVENT:
+            return CLOSE  # an oversized connect, disconnect or ack is not a request: end the connection
+        reason = "size"
+    elif kind == EVENT and _event_name(packet, header.end()) in RESERVED_EVENTS:
+        reason = "reserved"
+    else:
         return packet
-    if kind not in (EVENT, BINARY_EVENT):
-        return CLOSE  # an oversized connect, disconnect or ack is not a request: end the connection
-    name = _EVENT_NAME.match(packet, header.end())
-    details = {"event": name.group(1) if name else None, "reason": "binary" if kind == BINARY_EVENT else "size",
-               "bytes": size if size is not None else len(packet), "limit": limit}
+    if reason == "reserved":
+        event: object = _event_name(packet, header.end())
+    else:
+        match = _EVENT_NAME.match(packet, header.end())  # no decoding of a large packet
+        event = match.group(1) if match else None
+    details = {"event": event, "reason": reason, "bytes": size if size is not None else len(packet), "limit": limit}
     return f"4{EVENT}{namespace or ''}{ack}" + json.dumps([REJECTED_EVENT, details], separators=(",", ":"))
 
 

@@ -155,6 +155,7 @@ REQUESTS = st.one_of(
     st.tuples(st.just("send_message"), BAD_MESSAGE),
     st.tuples(st.just("list_containers"), BAD_LIST),
     st.tuples(UNKNOWN_EVENT, ANY),
+    st.tuples(st.sampled_from(["connect", "disconnect"]), ANY),  # the connection handlers' names
     st.tuples(st.sampled_from(["create_container", "list_containers", "start_container"]),
               st.tuples(ANY, ANY)),  # two arguments
 )

@@ -68,48 +68,59 @@ async def keep_sending(client: Client, cid: str, results: list[str], stop: async
 @pytest.mark.parametrize("case", list(HOSTILE))
 async def test_a_hostile_container_stalls_nothing(case: str, server: Server, client: Client):
     quiet = await running_with_link(client)
+    baseline = await round_trips(client, quiet["container_id"], 1.0)  # this machine, now, without the attack
     created = await client.call("create_container", {"image": "flow:latest", "name": f"{quiet['name']}-{case}"[:120],
                                                       "command": ["python3", "-c", HOSTILE[case]]})
     hostile = created["container_id"]
     try:
         await client.call("start_container", {"container_id": hostile})
         await ACTIVE[case](client, hostile)
-        await under_attack(case, server, client, quiet["container_id"], hostile)
+        await under_attack(case, server, client, quiet["container_id"], hostile, max(baseline))
     finally:
         for cid in (hostile, quiet["container_id"]):
             await client.call("delete_container", {"container_id": cid})
     await ping_after(client)
 
 
-async def under_attack(case: str, server: Server, client: Client, quiet: str, hostile: str) -> None:
-    rss_before = rss_mb(server.proc.pid)
+async def round_trips(client: Client, quiet: str, seconds: float, server: Server | None = None,
+                      peak: list[float] | None = None) -> list[float]:
+    """Ping the quiet container and list containers for `seconds`: the latencies a client sees."""
+    latencies = []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        t0 = time.monotonic()
+        await ping(client, quiet)
+        latencies.append(time.monotonic() - t0)
+        t0 = time.monotonic()
+        listing = await client.call("list_containers", {})
+        assert listing.get("count", 0) >= 1, listing
+        latencies.append(time.monotonic() - t0)
+        if server is not None and peak is not None:
+            peak.append(rss_mb(server.proc.pid))
+        await asyncio.sleep(0.02)  # a well-behaved client: well under its request rate limit
+    return latencies
 
+
+async def under_attack(case: str, server: Server, client: Client, quiet: str, hostile: str, baseline: float) -> None:
+    rss_before = rss_mb(server.proc.pid)
     stop, sends = asyncio.Event(), []
     sender = asyncio.create_task(keep_sending(client, hostile, sends, stop)) if case == "never_reads" else None
-    latencies, peak_rss = [], 0.0
-    started = time.monotonic()
+    rss: list[float] = []
     try:
-        while time.monotonic() - started < 4:  # a few seconds of the hostile program at work
-            t0 = time.monotonic()
-            await ping(client, quiet)
-            latencies.append(time.monotonic() - t0)
-            t0 = time.monotonic()
-            listing = await client.call("list_containers", {})
-            assert listing.get("count", 0) >= 2, listing
-            latencies.append(time.monotonic() - t0)
-            peak_rss = max(peak_rss, rss_mb(server.proc.pid))
-            await asyncio.sleep(0.02)  # a well-behaved client: well under its request rate limit
+        latencies = await round_trips(client, quiet, 4.0, server, rss)  # a few seconds of the attack
     finally:
         stop.set()
         if sender is not None:
             await asyncio.wait_for(sender, 30)
+    peak_rss = max(rss)
     if sender is not None:  # each failed alone, fast, with the documented error
         assert "socket_timeout_error" in sends, sends
         assert set(sends) <= {"socket_timeout_error", "socket_error", "socket_connection_error"}, sends
     assert server.proc.poll() is None
-    print(f"\n{case}: {len(latencies)} requests, max latency {max(latencies) * 1000:.0f} ms, "
-          f"manager RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB")
-    assert max(latencies) < 1.0, latencies
+    print(f"\n{case}: {len(latencies)} requests, max latency {max(latencies) * 1000:.0f} ms "
+          f"(without the attack {baseline * 1000:.0f} ms), manager RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB")
+    # Under 1 s, or (on a machine loaded by other work) within 4x what the same requests took just before.
+    assert max(latencies) < max(1.0, 4 * baseline), (latencies, baseline)
     assert peak_rss - rss_before < 200, "memory stays bounded"
 
 

@@ -20,7 +20,7 @@ socket.on("connect", async () => {
   const started = await socket.emitWithAck("start_container", { container_id: id });
   if (started.status !== "running") fail(started);
   let status;
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 300; i++) {
     status = await socket.emitWithAck("get_container_status", { container_id: id });
     if (status.socket_connected) break;
     await sleep(50);

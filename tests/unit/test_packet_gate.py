@@ -47,6 +47,16 @@ def test_binary_events_are_rejected_and_binary_acks_dropped():
     assert gate_packet('461-3[{"_placeholder":true,"num":0}]', LIMIT) is None
 
 
+def test_events_named_like_the_connection_handlers_are_rejected_however_spelled():
+    for packet in ('42["disconnect"]', '42["connect",{"HTTP_HOST":"x"},{"token":"t"}]', '42 [ "disconnect" ]',
+                   '42["dis\\u0063onnect"]', '42' + "7" * 40 + '["disconnect"]', '42/,["connect"]',
+                   '4212-["disconnect"]', '42\u0663["disconnect"]'):
+        prefix, info = rejection(gate_packet(packet, LIMIT))
+        assert info["reason"] == "reserved" and info["event"] in ("connect", "disconnect"), packet
+    assert gate_packet('42["disconnected",{}]', LIMIT) == '42["disconnected",{}]'
+    assert gate_packet('42["connect_me"]', LIMIT) == '42["connect_me"]'
+
+
 def test_other_oversized_packets_close_the_connection():
     assert gate_packet("40" + json.dumps({"token": "x" * 200}), LIMIT) == "1"
     assert gate_packet("2" + "x" * 200, LIMIT) == "1"
