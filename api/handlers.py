@@ -9,6 +9,7 @@ the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
@@ -17,8 +18,12 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from api import payloads
+from api.auth import ConnectAuth
 from api.broadcast import Broadcaster
 from api.errors import ApiError, from_validation
+from api.limits import RateLimiter
+from api.packet_gate import REJECTED_EVENT
+from api.policy import PolicyViolation, RequestPolicy
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, UpdateContainer
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
@@ -36,13 +41,20 @@ M = TypeVar("M", bound=BaseModel)
 class ApiSettings:
     socket_dir: str = "/tmp/kawaflow/sockets"
     request_timeout: float = 60.0
+    max_containers: int = 100
 
 
 class Handlers:
     def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader,
-                 broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore) -> None:
+                 broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore, *,
+                 policy: RequestPolicy | None = None, auth: ConnectAuth | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.links, self.codes = links, codes
+        self.policy = policy or RequestPolicy.build()
+        self.auth = auth or ConnectAuth()
+        self.limiter = limiter or RateLimiter(rate=0, burst=1)
+        self.operations: frozenset[str] = frozenset()
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -60,27 +72,83 @@ class Handlers:
         }
         for operation, (response, model, action) in routes.items():
             self.sio.on(operation, self._route(operation, response, model, action))
+        self.operations = frozenset(routes)
+        self.sio.on(REJECTED_EVENT, self.rejected)
+        self.sio.on("*", self.unknown_event)
 
     # -- connection --------------------------------------------------------------
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        refusal = self.auth.refusal(environ, auth)
+        if refusal is not None:
+            client = (environ.get("asgi.scope") or {}).get("client") or ("?", 0)
+            log.warning("refused a connection from %s: %s", client[0], refusal)
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
         self.broadcaster.clients.add(sid)
         engine = payloads.engine_status(self.reader.reconciler.engine.status())
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
         self.broadcaster.clients.discard(sid)
+        self.limiter.forget(sid)
+
+    # -- requests that never reach a model ----------------------------------------
+    async def rejected(self, sid: str, info: Any = None, *extra: Any) -> dict[str, Any]:
+        """A packet the gate replaced before parsing: too large, or binary."""
+        info = info if isinstance(info, dict) else {}
+        event = info.get("event")
+        operation = event if event in self.operations or info.get("reason") == "reserved" else "(unknown)"
+        limit = info.get("limit") if isinstance(info.get("limit"), int) else None
+        if info.get("reason") == "binary":
+            error = ApiError("validation_error", "binary payloads are not accepted: the API is JSON",
+                             field="(request)")
+        elif info.get("reason") == "reserved":
+            error = ApiError("validation_error", "connect and disconnect are not events a client may send",
+                             field="(event)")
+        else:
+            size = info.get("bytes") if isinstance(info.get("bytes"), int) else "?"
+            error = ApiError("validation_error", f"request of {size} bytes is larger than the limit "
+                             f"of {limit} bytes (--max-request-bytes)", field="(request)", limit="max_request_bytes",
+                             max=limit)
+        return await self._fail(sid, operation, error)
+
+    async def unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        return await self._fail(sid, str(event)[:64], ApiError(
+            "validation_error", f"unknown event; the events are {', '.join(sorted(self.operations))}",
+            field="(event)"))
+
+    async def _fail(self, sid: str, operation: str, error: ApiError, reference: str | None = None) -> dict[str, Any]:
+        throttled = self._throttled(sid)
+        failure = (throttled or error).payload(operation, reference)
+        await self.sio.emit("error", failure, to=sid)
+        return failure
+
+    def _throttled(self, sid: str) -> ApiError | None:
+        wait = self.limiter.take(sid)
+        if not wait:
+            return None
+        return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "
+                        f"(bursts of {self.limiter.burst}); retry in {wait:.2f} s", limit="client_rate_limit",
+                        retry_after=math.ceil(wait * 1000) / 1000)
 
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, response: str, model: type[M],
                action: Callable[[M], Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
-        async def handler(sid: str, data: Any = None) -> dict[str, Any]:
+        async def handler(sid: str, *args: Any) -> dict[str, Any]:
+            data = args[0] if args else None
             reference = data.get("container_id") if isinstance(data, dict) else None
             reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
             try:
+                throttled = self._throttled(sid)
+                if throttled is not None:
+                    raise throttled
+                if len(args) > 1:
+                    raise ApiError("validation_error", f"one argument expected, got {len(args)}", field="(request)")
                 request = model.model_validate({} if data is None and model is ListContainers else data)
                 payload = await action(request)
             except ValidationError as exc:
                 error = from_validation(exc)
+            except PolicyViolation as exc:
+                error = ApiError("validation_error", exc.message, field=exc.field)
             except ApiError as exc:
                 error = exc
             except Exception as exc:  # a bug must cost one request, never the server
@@ -137,20 +205,31 @@ class Handlers:
         return (UNKNOWN if known.state == UNKNOWN else known.observed.api_state), known.observed.docker_id
 
     async def _snapshot(self, code_path: str) -> CodeSnapshot:
+        """Read code from a path the policy admitted (already resolved)."""
         try:
             return await self.codes.snapshot(code_path)
         except CodeError as exc:
             raise ApiError("validation_error", str(exc), field="code_path") from None
 
+    def _room_for_one_more(self) -> None:
+        active = sum(1 for r in self.store.records() if r.desired is not DesiredState.DELETED)
+        if active >= self.settings.max_containers:
+            raise ApiError("system_error", f"this manager already manages {active} containers, its limit "
+                           "(--max-containers); delete one first", limit="max_containers",
+                           max=self.settings.max_containers)
+
     # -- operations ----------------------------------------------------------------
     async def create(self, request: CreateContainer) -> dict[str, Any]:
-        code = await self._snapshot(request.code_path) if request.code_path else None
+        admitted = self.policy.admit_create(request)  # nothing is written unless every rule passes
+        self._room_for_one_more()
+        code = await self._snapshot(admitted.code_path) if admitted.code_path else None
         container_id = new_container_id()
         spec = ContainerSpec(
             image=request.image, name=request.name or f"flow-{container_id}",
-            environment=dict(request.environment), volumes=dict(request.volumes), ports=dict(request.ports),
+            environment=dict(request.environment), volumes=admitted.volumes, ports=dict(request.ports),
             command=tuple(request.command) if request.command else None,
             memory_limit=request.memory_limit, pids_limit=request.pids_limit)
+        self._room_for_one_more()  # again: others may have created while the code was read
         try:
             record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
                                        code_path=request.code_path, code_revision=code.revision if code else None)
@@ -185,8 +264,9 @@ class Handlers:
         return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
 
     async def update(self, request: UpdateContainer) -> dict[str, Any]:
+        code_path = self.policy.code_path(request.code_path)  # a refused field is a validation_error, found or not
         record = self._record(request.container_id)
-        code = await self._snapshot(request.code_path)  # unreadable: validation_error, nothing changes
+        code = await self._snapshot(code_path)  # unreadable: validation_error, nothing changes
         record = self._intent(record, code_revision=code.revision, code_path=request.code_path)
         current = await self._converge(record, "update_container")
         if current is None or current.code_revision != code.revision:

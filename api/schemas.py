@@ -11,17 +11,24 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"           # Docker's container name rule
-IMAGE_RE = r"^[a-z0-9][a-z0-9._\-/:@]{0,254}$"
+from controller.links import CONTROL_PREFIX
+
+NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"           # Docker's container name rule (2+ characters)
+# Docker's image reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?/)"
+IMAGE_RE = (rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+            r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PORT_KEY_RE = re.compile(r"^(\d{1,5})(/(tcp|udp|sctp))?$")
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_MESSAGE_DEPTH = 32
+RESERVED_COMMAND_PREFIX = CONTROL_PREFIX  # the manager's control commands to the runtime (reload, ping)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_RE)]
-Image = Annotated[str, StringConstraints(pattern=IMAGE_RE)]
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-AbsolutePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/")]
+Image = Annotated[str, StringConstraints(max_length=255, pattern=IMAGE_RE)]
+Reference = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]  # an id or a name
+AbsolutePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00]*$")]
 HostPort = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -36,7 +43,8 @@ class CreateContainer(Request):
                                                                                         max_length=256)
     volumes: dict[AbsolutePath, AbsolutePath] = Field(default_factory=dict, max_length=64)
     ports: dict[str, HostPort] = Field(default_factory=dict, max_length=64)
-    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(default=None, max_length=256)
+    command: list[Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]] | None = Field(
+        default=None, max_length=256)
     code_path: AbsolutePath | None = None
     memory_limit: Annotated[int, Field(ge=6 << 20, le=1 << 40)] | None = None  # bytes; Docker's minimum is 6 MiB
     pids_limit: Annotated[int, Field(ge=1, le=1 << 22)] | None = None
@@ -88,8 +96,15 @@ class SendMessage(ContainerRef):
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
         if _depth(value) > MAX_MESSAGE_DEPTH:
             raise ValueError(f"message nests deeper than {MAX_MESSAGE_DEPTH} levels")
-        if len(json.dumps(value, separators=(",", ":"))) > MAX_MESSAGE_BYTES:
+        try:  # what the link will carry: plain JSON (no NaN, no bytes), measured as sent
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+        except (TypeError, ValueError):
+            raise ValueError("message must be plain JSON (no binary data, NaN or Infinity)") from None
+        if size > MAX_MESSAGE_BYTES:
             raise ValueError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+        command = value.get("command")
+        if isinstance(command, str) and command.startswith(RESERVED_COMMAND_PREFIX):
+            raise ValueError(f"commands starting with {RESERVED_COMMAND_PREFIX!r} are reserved for the manager")
         return value
 
 

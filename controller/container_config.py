@@ -9,6 +9,9 @@ from typing import Any
 from controller import labels
 from store.records import Record
 
+DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes; a request may ask for less, or more up to the policy's maximum
+DEFAULT_PIDS_LIMIT = 512  # a fork bomb stops here instead of exhausting the host's pids
+
 
 @dataclass(frozen=True)
 class ContainerDefaults:
@@ -18,6 +21,8 @@ class ContainerDefaults:
     publish_host_ip: str = "127.0.0.1"
     stop_timeout: int = 10
     init: bool = True  # a tiny init as PID 1: reaps zombies, makes SIGTERM stops fast
+    memory_limit: int = DEFAULT_MEMORY_LIMIT  # when the request sets none
+    pids_limit: int = DEFAULT_PIDS_LIMIT
 
 
 def port_key(container_port: str) -> str:
@@ -46,7 +51,13 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
                 for p, host_port in spec.ports.items()
             },
             "Init": defaults.init,
+            # Unprivileged, whatever the image asks for: no privileged mode, no setuid gains, no host namespaces
+            # (network, pid, ipc and uts stay the container's own), bounded memory (no swap) and pids.
+            "Privileged": False,
             "SecurityOpt": ["no-new-privileges"],
+            "IpcMode": "private",
+            "Memory": defaults.memory_limit, "MemorySwap": defaults.memory_limit,
+            "PidsLimit": defaults.pids_limit,
         },
     }
     if spec.command:

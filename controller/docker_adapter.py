@@ -62,6 +62,8 @@ def classify(exc: BaseException, operation: str) -> DockerFailure:
 
 
 class DockerAdapter:
+    pull_missing = False  # pull an image that is not present? Off unless the operator allows it (--pull-images)
+
     def __init__(self, url: str | None = None, *, instance: str = "default", attempts: int = 4,
                  stop_timeout: int = 10) -> None:
         self.url = url
@@ -159,6 +161,10 @@ class DockerAdapter:
     async def create(self, body: dict[str, Any], name: str) -> str:
         image = body["Image"]
         if not await self._call("inspect_image", lambda: self.image_exists(image)):
+            if not self.pull_missing:
+                raise DockerFailure("image_not_found", f"image {image!r} is not present locally and this manager "
+                                    "does not pull images (--pull-images)", operation="create_container",
+                                    permanent=True, details={"image": image})
             await self.pull(image)
         container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
         return container.id

@@ -10,6 +10,11 @@ container at once: the runtime simply dials again.
 
 Frames are flow_runtime.framing's: 4-byte big-endian length + UTF-8 JSON
 object. A bad or oversized frame resets that link only.
+
+A misbehaving container costs only its own link: its frames are rate-limited
+and stop being read while too many of them (by count or bytes) wait for
+clients, its reconnections are rate-limited (so a reset loop cannot flood
+clients with events), and a peer that stops reading is cut off.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Any, Callable
 
 from controller.events import Activity, EventSink, MessageReceived
 from controller.health import LinkProbe, link_health
-from flow_runtime.framing import DEFAULT_MAX_FRAME, FrameError, encode, read_frame
+from flow_runtime.framing import DEFAULT_MAX_FRAME, HEADER, FrameError, decode, encode
 
 log = logging.getLogger("flow_manager.links")
 
@@ -33,6 +38,11 @@ LINK_PATH_IN_CONTAINER = f"{LINK_DIR_IN_CONTAINER}/link.sock"
 CONTROL_PREFIX = "flow."
 WRITE_BUFFER_LIMIT = 8 << 20  # a peer that stops reading is cut off past this
 IN_FLIGHT_LIMIT = 256  # messages of one link queued for clients; past it that link (only) stops being read
+IN_FLIGHT_BYTES = 4 << 20  # the same in bytes: a flood of large frames queues little ahead of other links' messages
+# A runtime dials once per start. A container that reconnects in a loop (each bad frame resets its link)
+# would otherwise turn every reconnection into events for all clients and a reconcile of itself.
+CONNECT_RATE, CONNECT_BURST = 2.0, 10  # connections per second one link accepts, and bursts of
+MAX_CONNECTIONS = 4  # connections of one link open at once (waiting their turn or served); more are closed
 
 
 class LinkFailure(Exception):
@@ -52,6 +62,7 @@ class Link:
     last_communication: float | None = None
     reload_waiters: list[tuple[str, asyncio.Future[str | None]]] = field(default_factory=list)
     in_flight: int = 0
+    in_flight_bytes: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     tokens: float = 0.0
     refilled_at: float = 0.0
@@ -61,6 +72,9 @@ class Link:
     answered_at: float | None = None
     disconnected_at: float | None = None
     reported_health: str | None = None  # the link-only verdict the reconciler was last woken for
+    connections: int = 0
+    connect_tokens: float = CONNECT_BURST
+    connect_refilled_at: float = field(default_factory=lambda: time.monotonic())
 
     def wait_for_token(self, rate: float) -> float:
         """Token bucket (burst = one second's worth): seconds to wait before the next frame."""
@@ -72,9 +86,21 @@ class Link:
             return 0.0
         return (1 - self.tokens) / rate
 
-    def delivered(self) -> None:
+    def wait_for_connect_slot(self) -> float:
+        """Token bucket for new connections, reserving: seconds this connection waits before it is served."""
+        now = time.monotonic()
+        self.connect_tokens = min(CONNECT_BURST, self.connect_tokens + (now - self.connect_refilled_at) * CONNECT_RATE)
+        self.connect_refilled_at = now
+        self.connect_tokens -= 1
+        return 0.0 if self.connect_tokens >= 0 else -self.connect_tokens / CONNECT_RATE
+
+    def busy(self) -> bool:
+        return self.in_flight >= IN_FLIGHT_LIMIT or self.in_flight_bytes >= IN_FLIGHT_BYTES
+
+    def delivered(self, size: int) -> None:
         self.in_flight -= 1
-        if self.in_flight < IN_FLIGHT_LIMIT // 2:
+        self.in_flight_bytes -= size
+        if self.in_flight < IN_FLIGHT_LIMIT // 2 and self.in_flight_bytes < IN_FLIGHT_BYTES // 2:
             self.drained.set()
 
 
@@ -239,6 +265,21 @@ class LinkManager:
             writer.write(encode({"command": "flow.ping", "seq": link.ping_seq}, self.max_frame))
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if link.connections >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        link.connections += 1
+        try:
+            delay = link.wait_for_connect_slot()
+            if delay:
+                await asyncio.sleep(delay)
+            if self.links.get(link.container_id) is link:
+                await self._take_over(link, reader, writer)
+        finally:
+            link.connections -= 1
+            writer.close()
+
+    async def _take_over(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if link.writer is not None:  # the newest connection wins (a restarted runtime)
             link.writer.close()
         link.writer = writer
@@ -246,16 +287,16 @@ class LinkManager:
         self.wake(link.container_id)
         try:
             while True:
-                while link.in_flight >= IN_FLIGHT_LIMIT:  # backpressure: a flood slows only its own link
+                while link.busy():  # backpressure: a flood slows only its own link
                     link.drained.clear()
                     await link.drained.wait()
                 delay = link.wait_for_token(self.rate_limit)
                 if delay:
                     await asyncio.sleep(delay)
-                message = await read_frame(reader, self.max_frame)
-                if message is None:
+                frame = await read_sized_frame(reader, self.max_frame)
+                if frame is None:
                     break
-                self._received(link, message)
+                self._received(link, *frame)
         except FrameError as exc:
             log.warning("link of %s reset: %s", link.container_id, exc)
             self.sink.publish(Activity("container_error", link.container_id, f"link reset: {exc}",
@@ -270,7 +311,7 @@ class LinkManager:
                 link.waiting_since, link.disconnected_at = None, time.time()
                 self.wake(link.container_id)
 
-    def _received(self, link: Link, message: dict[str, Any]) -> None:
+    def _received(self, link: Link, message: dict[str, Any], size: int = 0) -> None:
         command = message.get("command")
         if isinstance(command, str) and command.startswith(CONTROL_PREFIX):
             if command == "flow.pong":
@@ -289,17 +330,37 @@ class LinkManager:
                     self.wake(link.container_id)
             return
         link.last_communication = time.time()
-        if self.sink.publish(MessageReceived(link.container_id, message, link.last_communication), link.delivered):
+        if self.sink.publish(MessageReceived(link.container_id, message, link.last_communication),
+                             lambda: link.delivered(size)):
             link.in_flight += 1
+            link.in_flight_bytes += size
         self.sink.publish(Activity("message_received", link.container_id,
                                    f"Message received from container {link.name}",
                                    {"command": command if isinstance(command, str) else None}))
 
 
+async def read_sized_frame(reader: asyncio.StreamReader, max_size: int) -> tuple[dict[str, Any], int] | None:
+    """framing.read_frame that also says how large the frame was (for the in-flight byte budget)."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise FrameError("stream ended inside a frame header") from None
+        return None
+    (length,) = HEADER.unpack(header)
+    if length > max_size:
+        raise FrameError(f"frame of {length} bytes exceeds the limit of {max_size}")
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise FrameError("stream ended inside a frame body") from None
+    return decode(body), length
+
+
 def _prepare(directory: Path, path: Path, public: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory.parent.parent, 0o755)
-    os.chmod(directory.parent, 0o711)  # others can reach their own link but not list the rest
+    os.chmod(directory.parent, 0o700)  # other local users could take over a link; containers get theirs by mount
     if path.exists() or path.is_symlink():
         path.unlink()
     target = os.path.relpath(path, public.parent)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import socketio
 
 from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
+from api.packet_gate import PacketGate
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
@@ -18,6 +20,7 @@ from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings, default_state_dir
+from flow_manager.security import Security, configure
 from store import MemoryStore
 from store.code import CodeStore
 from store.journal import Journal
@@ -26,15 +29,20 @@ log = logging.getLogger("flow_manager")
 
 
 class FlowManager:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, security: Security | None = None) -> None:
         self.settings = settings
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", logger=False,
-                                        engineio_logger=False)
-        self.app = socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown)
+        self.security = security or configure(settings)
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=self.security.cors, logger=False,
+                                        engineio_logger=False,
+                                        max_http_buffer_size=self.security.transport_ceiling)
+        self.app = PacketGate(socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
+                              limit=settings.max_request_bytes, ceiling=self.security.transport_ceiling)
         if settings.store == "memory":
             self.store, self.codes = MemoryStore(), CodeStore()
         else:
             state = Path(settings.state_dir or default_state_dir()) / settings.instance
+            state.mkdir(parents=True, exist_ok=True)
+            os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
             journal = Journal(state)
             self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
         self.links: LinkManager | None = None
@@ -46,6 +54,7 @@ class FlowManager:
     async def startup(self) -> None:
         s = self.settings
         self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout)
+        self.docker.pull_missing = s.pull_images
         self.broadcaster = Broadcaster(self.sio)
         self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
                                  max_frame=s.max_frame_bytes, send_timeout=s.send_timeout,
@@ -53,7 +62,9 @@ class FlowManager:
                                  ping_timeout=s.link_ping_timeout)
         deployer = CodeDeployer(self.docker, self.codes, self.links)
         applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
-                                                         stop_timeout=s.stop_timeout), self.links, deployer)
+                                                         stop_timeout=s.stop_timeout,
+                                                         memory_limit=s.default_memory_limit,
+                                                         pids_limit=s.default_pids_limit), self.links, deployer)
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
@@ -65,15 +76,20 @@ class FlowManager:
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
                                       self.broadcaster.listening)
         Handlers(self.sio, self.store, reader, self.broadcaster,
-                 ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout),
-                 self.links, self.codes).register()
+                 ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout,
+                             max_containers=s.max_containers),
+                 self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
+                 limiter=self.security.limiter(s)).register()
         if self.store.journal is not None:
             self.store.journal.start()
         self.broadcaster.start()
         self.reconciler.start()
         self.links.start()
         self.status_loop.start()
-        log.info("flow-manager listening on %s:%s (docker: %s)", s.host, s.port, s.docker_host or "local socket")
+        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, s.docker_host or "local socket",
+                 "token required" if self.security.auth.token else "no token: loopback only")
+        for warning in self.security.warnings:
+            log.warning("%s", warning)
 
     async def shutdown(self) -> None:
         for part in (self.status_loop, self.reconciler, self.broadcaster):
@@ -87,5 +103,5 @@ class FlowManager:
             await self.docker.close()
 
 
-def create_app(settings: Settings) -> Any:
-    return FlowManager(settings).app
+def create_app(settings: Settings, security: Security | None = None) -> Any:
+    return FlowManager(settings, security).app

@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     settings = from_namespace(args)
+    from flow_manager.security import SecurityConfigError, configure
+
+    try:
+        security = configure(settings)  # before anything else: an unsafe configuration never listens
+    except SecurityConfigError as exc:
+        print(f"flow-manager: {exc}", file=sys.stderr)
+        return 2
     from flow_manager import telemetry
 
     telemetry.configure(settings.trace_exporter)
@@ -55,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from flow_manager.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                lifespan="on", ws="websockets")
+    uvicorn.run(create_app(settings, security), host=settings.host, port=settings.port, log_level=settings.log_level,
+                lifespan="on", ws="websockets", ws_max_size=security.transport_ceiling, ws_max_queue=8)
     return 0
 
 

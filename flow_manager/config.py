@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from controller.container_config import DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,24 @@ class Settings:
     engine_retry_max: float = 5.0
     trace_exporter: str = "none"
     log_level: str = "info"
+    # -- security: who may connect and what they may ask for (README "Security") --
+    token: str = field(default="", repr=False)
+    token_file: str = ""
+    insecure: bool = False
+    cors_origins: str = ""
+    volume_roots: str = ""
+    code_roots: str = ""
+    allowed_images: str = "*"
+    pull_images: bool = False
+    host_port_range: str = "1024-65535"
+    default_memory_limit: int = DEFAULT_MEMORY_LIMIT
+    max_memory_limit: int = 4 << 30
+    default_pids_limit: int = DEFAULT_PIDS_LIMIT
+    max_pids_limit: int = 4096
+    max_containers: int = 100
+    max_request_bytes: int = 2 << 20
+    client_rate_limit: float = 200.0
+    client_rate_burst: int = 400
 
 
 HELP = {
@@ -67,6 +87,23 @@ HELP = {
     "engine_retry_max": "upper bound of the back-off between pings of an unreachable Docker engine",
     "trace_exporter": "OpenTelemetry spans of reconciles: none or console",
     "log_level": "debug, info, warning or error",
+    "token": "shared token clients must send as auth={'token': ...} (prefer the env variable or --token-file)",
+    "token_file": "file holding the token (first line)",
+    "insecure": "allow listening on a non-loopback address without a token",
+    "cors_origins": "comma-separated origins allowed cross-origin access, or '*' (default: same origin only)",
+    "volume_roots": "comma-separated host directories under which `volumes` may bind (default: none)",
+    "code_roots": "comma-separated directories under which `code_path` may be read (default: none)",
+    "allowed_images": "comma-separated image patterns (fnmatch, e.g. 'flow:*,myorg/*')",
+    "pull_images": "pull an image that is not present locally (off: only local images run)",
+    "host_port_range": "host ports `ports` may publish, LOW-HIGH",
+    "default_memory_limit": "memory limit in bytes of a container whose request sets none",
+    "max_memory_limit": "largest memory_limit a request may ask for, in bytes",
+    "default_pids_limit": "pids limit of a container whose request sets none",
+    "max_pids_limit": "largest pids_limit a request may ask for",
+    "max_containers": "containers this manager manages at most; create_container beyond answers system_error",
+    "max_request_bytes": "largest Socket.IO request; a larger one answers validation_error",
+    "client_rate_limit": "requests per second one client may send (sustained); 0 disables",
+    "client_rate_burst": "requests one client may send in a burst above the sustained rate",
 }
 
 

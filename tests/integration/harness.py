@@ -48,8 +48,10 @@ class Server:
         self.args = ["--port", str(self.port), "--socket-dir", self.socket_dir, "--no-build-image",
                      "--state-dir", str(workdir / "state"), "--instance", self.instance,
                      "--status-interval", "1", "--restart-backoff-initial", "0.5", "--restart-backoff-max", "2",
-                     "--resync-period", "5", "--send-timeout", "1",
-                     "--orphan-grace", "3", "--link-ping-interval", "0.5", "--link-ping-timeout", "3", "--log-level", "info", *extra]
+                     "--resync-period", "5", "--send-timeout", "1", "--log-level", "info",
+                     "--orphan-grace", "3", "--link-ping-interval", "0.5", "--link-ping-timeout", "3",
+                     "--code-roots", str(workdir.parent),  # pytest's tmp_path directories hold the tests' code
+                     *extra]
         self.env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,9 +1,9 @@
-// A JavaScript client written against the API reference: create, start, wait for the link,
+// A JavaScript client written against the API reference: connect (with a token when given), create, start, wait for the link,
 // ping, receive pong as message_received, delete. Prints one JSON line with what it saw.
 import { io } from "socket.io-client";
 
-const [url, name] = process.argv.slice(2);
-const socket = io(url, { transports: ["websocket"] });
+const [url, name, token] = process.argv.slice(2);
+const socket = io(url, { transports: ["websocket"], ...(token ? { auth: { token } } : {}) });
 const seen = { connected: null, received: [], statusChanged: [] };
 socket.on("connected", (data) => { seen.connected = data; });
 socket.on("status_changed", (data) => seen.statusChanged.push(data));
@@ -11,6 +11,7 @@ socket.on("message_received", (data) => seen.received.push(data));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fail = (why) => { console.log(JSON.stringify({ ok: false, why, seen })); process.exit(1); };
 setTimeout(() => fail("timed out"), 60000);
+socket.on("connect_error", (err) => fail(err.message));
 
 socket.on("connect", async () => {
   const created = await socket.emitWithAck("create_container", { image: "flow:latest", name });
@@ -19,7 +20,7 @@ socket.on("connect", async () => {
   const started = await socket.emitWithAck("start_container", { container_id: id });
   if (started.status !== "running") fail(started);
   let status;
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 300; i++) {
     status = await socket.emitWithAck("get_container_status", { container_id: id });
     if (status.socket_connected) break;
     await sleep(50);

@@ -30,12 +30,46 @@ def test_reference_create_request_is_accepted():
     ({"image": "flow:latest", "volumes": {"relative": "/x"}}, "volumes.relative.[key]"),
     ({"image": "flow:latest", "volumes": {"/a/../etc": "/x"}}, "volumes"),
     ({"image": "flow:latest", "enviroment": {}}, "enviroment"),
+    ({"image": "flow:latest", "name": "x"}, "name"),  # Docker wants 2+ characters
+    ({"image": "Flow:latest"}, "image"),
+    ({"image": "flow:lätest"}, "image"),
+    ({"image": "flow:" + "t" * 129}, "image"),
+    ({"image": "flow:latest", "code_path": "/a\x00b"}, "code_path"),
+    ({"image": "flow:latest", "command": ["sh", "a\x00"]}, "command.1"),
+    ({"image": "flow:latest", "environment": {"A": "a\x00"}}, "environment"),
+    ({"image": "flow:latest", "memory_limit": True}, "memory_limit"),
 ])
 def test_invalid_create_requests_name_the_field(bad, field):
     with pytest.raises(ValidationError) as info:
         CreateContainer.model_validate(bad)
     error = from_validation(info.value)
     assert error.error_type == "validation_error" and error.details["field"] == field
+
+
+@pytest.mark.parametrize("image", ["flow", "flow:V1.2_x", "localhost:5000/team/flow:1", "a@sha256:" + "0" * 64,
+                                   "registry.example.com/a/b-c__d.e:latest"])
+def test_image_references_follow_dockers_grammar(image):
+    assert CreateContainer.model_validate({"image": image}).image == image
+
+
+@pytest.mark.parametrize("message,problem", [
+    ({"command": "flow.reload", "revision": "x"}, "reserved"),
+    ({"x": float("nan")}, "plain JSON"),
+    ({"x": b"bytes"}, "plain JSON"),
+    ({"x": "é" * 600_000}, "larger than"),  # 1.2 MB as UTF-8
+])
+def test_messages_are_plain_bounded_json_and_not_control_commands(message, problem):
+    with pytest.raises(ValidationError) as info:
+        SendMessage.model_validate({"container_id": "abc", "message": message})
+    error = from_validation(info.value)
+    assert error.details["field"] == "message" and problem in error.message
+
+
+def test_references_are_ids_or_names():
+    assert ContainerRef.model_validate({"container_id": "abc123def456"}).container_id == "abc123def456"
+    for bad in ("", "a b", "../x", "x" * 129, "-a"):
+        with pytest.raises(ValidationError):
+            ContainerRef.model_validate({"container_id": bad})
 
 
 def test_requests_must_be_objects():
@@ -53,6 +87,22 @@ def test_create_body_carries_labels_ports_and_hardening():
     assert body["Labels"]["io.kawaflow.flow-manager.container-id"] == "abc123def456"
     assert body["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}
     assert "A=1" in body["Env"] and "no-new-privileges" in body["HostConfig"]["SecurityOpt"]
+    host = body["HostConfig"]
+    assert host["Privileged"] is False and host["IpcMode"] == "private"
+    assert not {"NetworkMode", "PidMode", "UTSMode", "UsernsMode", "CapAdd", "Devices"} & set(host)  # Docker's own
+    assert host["Memory"] == host["MemorySwap"] == 1 << 30 and host["PidsLimit"] == 512
+
+
+def test_requested_limits_replace_the_defaults():
+    r = Record(id="abc123def456", spec=ContainerSpec(image="flow:latest", name="a", memory_limit=64 << 20,
+                                                     pids_limit=20), desired=DesiredState.RUNNING,
+               generation=1, created_at=0)
+    host = docker_create_body(r, ContainerDefaults(memory_limit=256 << 20, pids_limit=100))["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["PidsLimit"]) == (64 << 20, 64 << 20, 20)
+    r = Record(id="abc123def456", spec=ContainerSpec(image="flow:latest", name="a"), desired=DesiredState.RUNNING,
+               generation=1, created_at=0)
+    host = docker_create_body(r, ContainerDefaults(memory_limit=256 << 20, pids_limit=100))["HostConfig"]
+    assert (host["Memory"], host["PidsLimit"]) == (256 << 20, 100)
 
 
 def test_docker_times_and_uptime():

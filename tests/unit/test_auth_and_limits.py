@@ -1,0 +1,111 @@
+"""Connect authentication, the start-up refusals, and the per-client rate limit."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from api.auth import ConnectAuth, host_of, is_loopback
+from api.limits import RateLimiter
+from flow_manager.config import Settings
+from flow_manager.security import SecurityConfigError, binds_loopback_only, configure, cors_origins, port_range
+
+LOCAL = {"HTTP_HOST": "127.0.0.1:8000"}
+
+
+def test_a_token_must_match_exactly():
+    auth = ConnectAuth(token="s3cret-token-value")
+    assert auth.refusal(LOCAL, {"token": "s3cret-token-value"}) is None
+    for offered in (None, {}, "s3cret-token-value", {"token": "wrong"}, {"token": "s3cret-token-valu"},
+                    {"token": 12}, {"token": "s3cret-token-value "}, {"token": "é\udcff"}, [1], {"Token": "x"}):
+        refusal = auth.refusal(LOCAL, offered)
+        assert refusal and "s3cret" not in refusal, offered
+    assert auth.refusal({"HTTP_HOST": "evil.example"}, {"token": "s3cret-token-value"}) is None  # token decides
+    assert "s3cret" not in repr(auth)
+
+
+def test_without_a_token_only_loopback_host_names_connect():
+    auth = ConnectAuth()
+    for host in ("127.0.0.1:8000", "localhost:1", "[::1]:8000", "LOCALHOST", "app.localhost:80", "127.1.2.3"):
+        assert auth.refusal({"HTTP_HOST": host}, None) is None, host
+    for host in ("evil.example:8000", "10.0.0.1", "[2001:db8::1]:80", "127.0.0.1.evil.example"):
+        assert auth.refusal({"HTTP_HOST": host}, None), host
+    assert ConnectAuth(loopback_hosts_only=False).refusal({"HTTP_HOST": "evil.example"}, None) is None
+
+
+def test_loopback_recognition():
+    assert is_loopback("::1") and is_loopback("127.0.0.1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("example.com")
+    assert host_of("[::1]:80") == "::1" and host_of("a:1") == "a" and host_of("::1") == "::1"
+    assert binds_loopback_only("127.0.0.1") and binds_loopback_only("localhost")
+    assert not binds_loopback_only("0.0.0.0") and not binds_loopback_only("") and not binds_loopback_only("::")
+
+
+def settings(**changes: object) -> Settings:
+    return dataclasses.replace(Settings(), **changes)
+
+
+def test_a_public_address_needs_a_token_or_insecure(tmp_path: Path):
+    with pytest.raises(SecurityConfigError, match="without a token"):
+        configure(settings(host="0.0.0.0"))
+    assert configure(settings(host="0.0.0.0", insecure=True)).auth.token is None
+    assert configure(settings(host="0.0.0.0", token="t" * 32)).auth.token == "t" * 32
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file-0123456789\n")
+    assert configure(settings(host="0.0.0.0", token_file=str(token_file))).auth.token == "from-a-file-0123456789"
+    token_file.write_text("\n")
+    with pytest.raises(SecurityConfigError, match="empty"):
+        configure(settings(token_file=str(token_file)))
+    with pytest.raises(SecurityConfigError, match="cannot read"):
+        configure(settings(token_file=str(tmp_path / "missing")))
+    assert configure(settings(token="short")).warnings
+    assert "token=" not in repr(settings(token="abc"))
+
+
+def test_inconsistent_limits_refuse_to_start():
+    with pytest.raises(SecurityConfigError, match="default-memory-limit"):
+        configure(settings(default_memory_limit=8 << 30))
+    with pytest.raises(SecurityConfigError, match="default-pids-limit"):
+        configure(settings(default_pids_limit=0))
+    with pytest.raises(SecurityConfigError, match="host-port-range"):
+        port_range("2000-1000")
+    with pytest.raises(SecurityConfigError, match="host-port-range"):
+        port_range("x")
+    assert port_range("1-65535") == (1, 65535)
+
+
+def test_cors_defaults_to_same_origin():
+    assert cors_origins("") is None
+    assert cors_origins("*") == "*"
+    assert cors_origins("https://ui.example, http://localhost:3000") == ["https://ui.example", "http://localhost:3000"]
+
+
+def test_policy_forbids_the_managers_own_directories(tmp_path: Path):
+    policy = configure(settings(state_dir=str(tmp_path / "state"), socket_dir=str(tmp_path / "sock"),
+                                docker_host="unix:///custom/docker.sock", volume_roots=str(tmp_path))).policy
+    assert {str(tmp_path / "state"), str(tmp_path / "sock"), "/custom/docker.sock"} <= set(policy.forbidden)
+    assert policy.volume_roots == (str(tmp_path),) and policy.reserved_ports == {8000}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_allows_a_burst_then_the_sustained_rate():
+    clock = Clock()
+    limiter = RateLimiter(rate=10, burst=5, clock=clock)
+    assert [limiter.take("a") for _ in range(5)] == [0.0] * 5
+    assert limiter.take("a") == pytest.approx(0.1)
+    assert limiter.take("b") == 0.0  # per client
+    clock.now += 0.25  # 2.5 tokens back
+    assert [limiter.take("a") == 0.0 for _ in range(3)] == [True, True, False]
+    clock.now += 100
+    assert sum(limiter.take("a") == 0.0 for _ in range(10)) == 5  # the bucket never holds more than the burst
+    limiter.forget("a")
+    assert limiter.take("a") == 0.0
+    assert RateLimiter(rate=0, burst=1).take("x") == 0.0  # disabled
