@@ -7,12 +7,13 @@ and its memory must stay bounded.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 import pytest
 
-from tests.integration.harness import Client, Server
-from tests.integration.test_links import ping, rss_mb, running_with_link
+from tests.integration.harness import Client, Server, unique_name
+from tests.integration.test_links import ping, rss_mb, running_with_link, wait_link
 
 PRELUDE = ("import socket,struct,json,time\n"
            "def dial():\n"
@@ -126,6 +127,15 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
 
 async def ping_after(client: Client) -> None:
     """A new container still gets a working link once the hostile one is gone."""
-    fresh = await running_with_link(client)
-    await ping(client, fresh["container_id"])
-    await client.call("delete_container", {"container_id": fresh["container_id"]})
+    name = unique_name("after")
+    created = await client.call("create_container", {"image": "flow:latest", "name": name})
+    try:
+        await client.call("start_container", {"container_id": created["container_id"]})
+        try:
+            await wait_link(client, created["container_id"], True, timeout=30)
+        except AssertionError as exc:  # say what the runtime saw, should this ever happen
+            logs = subprocess.run(["docker", "logs", "--tail", "20", name], capture_output=True, text=True)
+            raise AssertionError(f"{exc}\nruntime log:\n{logs.stdout}{logs.stderr}") from None
+        await ping(client, created["container_id"])
+    finally:
+        await client.call("delete_container", {"container_id": created["container_id"]})
