@@ -7,6 +7,7 @@ second per container).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,21 @@ class StatusReader:
         )
 
 
+@dataclass
+class RoundTiming:
+    """When one status round was due, and when its statuses were read and delivered (wall clock)."""
+
+    tick: float
+    containers: int = 0
+    collected: float | None = None
+    delivered: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tick": self.tick, "containers": self.containers, "collected": self.collected,
+                "delivered": self.delivered,
+                "delivered_after_tick_ms": round((self.delivered - self.tick) * 1000, 1) if self.delivered else None}
+
+
 class StatusLoop:
     """Every `interval` seconds, one container_status_update per managed container."""
 
@@ -134,6 +150,7 @@ class StatusLoop:
                  listening: Callable[[], bool]) -> None:
         self.reader, self.store, self.sink, self.interval, self.listening = reader, store, sink, interval, listening
         self._task: asyncio.Task[None] | None = None
+        self.timings: collections.deque[RoundTiming] = collections.deque(maxlen=16)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-loop")
@@ -143,7 +160,8 @@ class StatusLoop:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def round(self) -> list[ContainerStatus]:
+    async def round(self, timing: RoundTiming | None = None) -> list[ContainerStatus]:
+        timing = timing or RoundTiming(tick=time.time())
         records = list(self.store.records())
         results = await asyncio.gather(*(self.reader.status(r) for r in records), return_exceptions=True)
         self.reader.forget_stats({s.docker_id for s in results if isinstance(s, ContainerStatus) and s.docker_id})
@@ -153,7 +171,13 @@ class StatusLoop:
                 log.warning("status of %s unavailable: %r", record.id, result)
                 continue
             statuses.append(result)
-            self.sink.publish(StatusReport(result))
+        timing.containers, timing.collected = len(statuses), time.time()
+        self.timings.append(timing)
+
+        def delivered() -> None:
+            timing.delivered = time.time()
+        for i, status in enumerate(statuses):
+            self.sink.publish(StatusReport(status), delivered if i == len(statuses) - 1 else None)
         return statuses
 
     async def _run(self) -> None:
@@ -161,10 +185,11 @@ class StatusLoop:
         next_tick = loop.time() + self.interval
         while True:
             await asyncio.sleep(max(next_tick - loop.time(), 0))
+            due = time.time() - (loop.time() - next_tick)  # the tick in wall-clock time: lateness counts
             next_tick += self.interval
             if self.listening() and len(self.store):
                 try:
-                    await self.round()
+                    await self.round(RoundTiming(tick=due))
                 except Exception:
                     log.exception("status round failed")
             next_tick = max(next_tick, loop.time())

@@ -10,6 +10,7 @@ import socketio
 
 from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
+from api.metrics import Metrics
 from api.packet_gate import PacketGate
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
@@ -20,6 +21,7 @@ from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings, default_state_dir
+from flow_manager.loop_monitor import LoopMonitor
 from flow_manager.security import Security, configure
 from store import MemoryStore
 from store.code import CodeStore
@@ -50,6 +52,7 @@ class FlowManager:
         self.reconciler: Reconciler | None = None
         self.status_loop: StatusLoop | None = None
         self.broadcaster: Broadcaster | None = None
+        self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
 
     async def startup(self) -> None:
         s = self.settings
@@ -80,6 +83,8 @@ class FlowManager:
                              max_containers=s.max_containers),
                  self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
                  limiter=self.security.limiter(s)).register()
+        Metrics(self.sio, self.loop_monitor, self._counters, self._rounds).register()
+        self.loop_monitor.start()
         if self.store.journal is not None:
             self.store.journal.start()
         self.broadcaster.start()
@@ -91,7 +96,19 @@ class FlowManager:
         for warning in self.security.warnings:
             log.warning("%s", warning)
 
+    def _counters(self) -> dict[str, object]:
+        links = self.links.links if self.links is not None else {}
+        return {"containers": {"records": len(self.store),
+                               "links": len(links),
+                               "links_connected": sum(1 for key in links if self.links and self.links.connected(key))},
+                "queue": {"pending": self.reconciler.queue.pending() if self.reconciler else 0},
+                "clients": len(self.broadcaster.clients) if self.broadcaster else 0}
+
+    def _rounds(self) -> list[dict[str, object]]:
+        return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []
+
     async def shutdown(self) -> None:
+        self.loop_monitor.stop()
         for part in (self.status_loop, self.reconciler, self.broadcaster):
             if part is not None:
                 await part.stop()
