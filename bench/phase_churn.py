@@ -1,0 +1,51 @@
+"""Target 5: responsiveness while 100 containers are created, started, stopped and deleted.
+
+A probe client calls list_containers back to back (20 ms apart) for the whole
+churn; the manager's loop monitor (get_metrics) reports the worst lag of the
+same window.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.client import BenchClient
+from bench.session import Session, create_start
+from bench.stats import summarize
+
+
+async def _lifecycle(client: BenchClient, name: str) -> None:
+    _, _, container_id = await create_start(client, name)
+    await client.call("stop_container", {"container_id": container_id})
+    await client.call("delete_container", {"container_id": container_id})
+
+
+async def target(session: Session) -> dict[str, Any]:
+    count, clients = session.sizes.churn, session.sizes.clients
+    names = [session.name("churn") for _ in range(count)]
+    listing: list[float] = []
+    finished = asyncio.Event()
+
+    async def probe() -> None:
+        while not finished.is_set():
+            started = time.perf_counter()
+            await session.main.call("list_containers", {})
+            listing.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+
+    async with session.clients(clients) as connected:
+        await session.metrics(reset=True)
+        prober = asyncio.create_task(probe())
+        started = time.perf_counter()
+        try:
+            await asyncio.gather(*(_lifecycle(connected[i % clients], n) for i, n in enumerate(names)))
+        finally:
+            finished.set()
+            await prober
+        elapsed = time.perf_counter() - started
+        lag = (await session.metrics(reset=True))["loop"]
+    return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
+            "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
+            "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
+            "list_ms": summarize(x * 1000 for x in listing)}

@@ -1,0 +1,31 @@
+"""Target 3: send_message ping until its message_received pong, with 1 client and with 10."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bench.load import closed_loop, sequential
+from bench.processes import cpu_percent, cpu_seconds
+from bench.session import Session
+from bench.stats import summarize
+
+
+async def rtt(session: Session, count: int) -> dict[str, Any]:
+    container_id = session.running[0]
+    samples = await sequential(lambda: session.main.ping(container_id), count, warmup=min(100, count))
+    return summarize(s * 1000 for s in samples)
+
+
+async def target(session: Session) -> dict[str, Any]:
+    clients = session.sizes.clients
+    one = await rtt(session, session.sizes.pings)
+    async with session.clients(clients) as connected:
+        targets = session.running[:clients]
+        workers = [lambda c=c, t=t: c.ping(t) for c, t in zip(connected, targets)]
+        before = cpu_seconds([session.manager.pid, os.getpid()])
+        load = await closed_loop(workers, session.sizes.load_seconds)
+        after = cpu_seconds([session.manager.pid, os.getpid()])
+    return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
+            "throughput_rtt_ms": summarize(s * 1000 for s in load.latencies), "throughput_errors": load.errors,
+            "load_manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
+            "load_bench_cpu_percent": cpu_percent(before, after, os.getpid())}
