@@ -1,7 +1,7 @@
 """`get_metrics`: the manager's own performance figures, for operators and the benchmark.
 
 An extension event (not in the API reference). It answers `metrics` (event
-and acknowledgement) with the event loop's lag (flow_manager.loop_monitor),
+and acknowledgement) with the event loop's lag (flow_manager.loop_monitor), garbage-collector pauses,
 the process's CPU time and memory, the timing of the last status rounds and
 a few counters. `{"reset": true}` starts a new lag window, so a caller can
 ask "what was the worst stall during the phase I just ran".
@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import socketio
 
+from flow_manager.gc_monitor import GcMonitor
 from flow_manager.loop_monitor import LoopMonitor
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -36,16 +37,17 @@ def process_figures(started: float) -> dict[str, Any]:
 
 
 class Metrics:
-    def __init__(self, sio: socketio.AsyncServer, monitor: LoopMonitor,
+    def __init__(self, sio: socketio.AsyncServer, monitor: LoopMonitor, gc_monitor: GcMonitor,
                  counters: Callable[[], dict[str, Any]], rounds: Callable[[], list[dict[str, Any]]]) -> None:
-        self.sio, self.monitor, self.counters, self.rounds = sio, monitor, counters, rounds
+        self.sio, self.monitor, self.gc_monitor, self.counters, self.rounds = sio, monitor, gc_monitor, counters, rounds
         self.started = time.time()
 
     def register(self) -> None:
         self.sio.on("get_metrics", self.get_metrics)
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
-        return {"timestamp": time.time(), "loop": self.monitor.snapshot(reset), "process": process_figures(self.started),
+        return {"timestamp": time.time(), "loop": self.monitor.snapshot(reset), "gc": self.gc_monitor.snapshot(reset),
+                "process": process_figures(self.started),
                 "status_rounds": self.rounds(), **self.counters()}
 
     async def get_metrics(self, sid: str, data: Any = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings, default_state_dir
+from flow_manager.gc_monitor import GcMonitor
 from flow_manager.loop_monitor import LoopMonitor
 from flow_manager.security import Security, configure
 from store import MemoryStore
@@ -53,6 +54,7 @@ class FlowManager:
         self.status_loop: StatusLoop | None = None
         self.broadcaster: Broadcaster | None = None
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
+        self.gc_monitor = GcMonitor()
 
     async def startup(self) -> None:
         s = self.settings
@@ -83,8 +85,9 @@ class FlowManager:
                              max_containers=s.max_containers),
                  self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
                  limiter=self.security.limiter(s)).register()
-        Metrics(self.sio, self.loop_monitor, self._counters, self._rounds).register()
+        Metrics(self.sio, self.loop_monitor, self.gc_monitor, self._counters, self._rounds).register()
         self.loop_monitor.start()
+        self.gc_monitor.start()
         if self.store.journal is not None:
             self.store.journal.start()
         self.broadcaster.start()
@@ -109,6 +112,7 @@ class FlowManager:
 
     async def shutdown(self) -> None:
         self.loop_monitor.stop()
+        self.gc_monitor.stop()
         for part in (self.status_loop, self.reconciler, self.broadcaster):
             if part is not None:
                 await part.stop()
