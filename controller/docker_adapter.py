@@ -16,7 +16,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from controller import labels
-from controller.observed import Observed
+from controller.observed import Listed, Observed
 
 log = logging.getLogger("flow_manager.docker")
 T = TypeVar("T")
@@ -126,6 +126,12 @@ class DockerAdapter:
             if managed_id:
                 result.setdefault(managed_id, []).append(container.id)
         return result
+
+    async def list_managed(self) -> list[Listed]:
+        """Every container of this instance with its state, in one call (the status round's check)."""
+        found = await self._call("list_containers", lambda: self.docker.containers.list(
+            all=True, filters=labels.managed_filter(self.instance)))
+        return [Listed.from_list(container._container) for container in found]
 
     async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
         try:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 from controller.cgroup_stats import CgroupStats
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.events import EventSink
-from controller.observed import ABSENT, Observed
+from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
 from controller.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
@@ -99,9 +99,59 @@ class StatusReader:
         usage = await self._usage(known.observed if known is not None else None)
         # State is read after the (possibly slow) stats so the report is never older than its numbers.
         observed = await self.reconciler.refresh(record.id)
-        engine_up = self.reconciler.engine.available
         if (known is None or known.observed is None) and observed is not None and observed.running:
             usage = await self._usage(observed)  # first look at this container: no earlier id to sample
+        return self._build(record, observed, usage)
+
+    async def statuses(self, records: list[Record]) -> list[ContainerStatus | BaseException]:
+        """Every record's status for the periodic round: one Docker list call in all, not an inspect each.
+
+        The controller's last inspect of a container (kept current by Docker's
+        event stream and the resync) is reused when the list shows that same
+        container in the same state and health; only a container that changed is
+        inspected again (and its key queued, as refresh() does). Resource usage of
+        all running containers is read from cgroups in one worker-thread hop.
+        """
+        if not self.reconciler.engine.available:  # nothing to ask Docker: status() reports "unknown" at once
+            return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
+        try:
+            listing = await self.docker.list_managed()
+        except DockerFailure as failure:
+            log.warning("status round falls back to one inspect per container: %s", failure.message)
+            return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
+        listed: dict[str, list[Listed]] = {}
+        for entry in listing:
+            listed.setdefault(entry.managed_id, []).append(entry)
+
+        async def current(record: Record) -> Observed | None:
+            known = self.reconciler.known(record.id)
+            seen = listed.get(record.id, [])
+            if known is not None and known.observed is not None and any(e.matches(known.observed) for e in seen):
+                return known.observed
+            if known is not None and known.state == ABSENT and not seen:
+                return None  # known to be absent and still absent
+            return await self.reconciler.refresh(record.id)
+        observed = await asyncio.gather(*(current(r) for r in records), return_exceptions=True)
+
+        running = {o.docker_id: o for o in observed if isinstance(o, Observed) and o.running}
+        stamp = iso_now()
+        usage: dict[str, dict[str, Any] | None] = await self._cgroups.usage_many(
+            [(o.docker_id, o.pid) for o in running.values()], stamp) if running else {}
+        slow = [docker_id for docker_id, value in usage.items() if value is None]  # cgroups not visible: Docker's API
+        for docker_id, value in zip(slow, await asyncio.gather(*(self._usage(running[d]) for d in slow))):
+            usage[docker_id] = value
+        results: list[ContainerStatus | BaseException] = []
+        for record, seen in zip(records, observed):
+            if isinstance(seen, BaseException):
+                results.append(seen)
+                continue
+            results.append(self._build(record, seen, (usage.get(seen.docker_id) if seen else None)
+                                       or resource_usage(None, stamp)))
+        return results
+
+    def _build(self, record: Record, observed: Observed | None, usage: dict[str, Any]) -> ContainerStatus:
+        known = self.reconciler.known(record.id)
+        engine_up = self.reconciler.engine.available
         if observed is None or not observed.running or not engine_up:
             usage = resource_usage(None, usage["timestamp"])
         now = time.time()
@@ -163,7 +213,7 @@ class StatusLoop:
     async def round(self, timing: RoundTiming | None = None) -> list[ContainerStatus]:
         timing = timing or RoundTiming(tick=time.time())
         records = list(self.store.records())
-        results = await asyncio.gather(*(self.reader.status(r) for r in records), return_exceptions=True)
+        results = await self.reader.statuses(records)
         self.reader.forget_stats({s.docker_id for s in results if isinstance(s, ContainerStatus) and s.docker_id})
         statuses = []
         for record, result in zip(records, results):
