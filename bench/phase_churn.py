@@ -44,8 +44,9 @@ async def target(session: Session) -> dict[str, Any]:
             finished.set()
             await prober
         elapsed = time.perf_counter() - started
-        lag = (await session.metrics(reset=True))["loop"]
+        after = await session.metrics(reset=True)
+        lag = after["loop"]
     return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
             "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
             "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
-            "list_ms": summarize(x * 1000 for x in listing)}
+            "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc")}

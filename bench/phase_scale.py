@@ -9,6 +9,7 @@ from bench.processes import cpu_percent, cpu_seconds, engine_pids, rss_bytes
 from bench.rounds import rounds_seen
 from bench.session import Session, create_start
 
+STATUS_INTERVAL = 10.0  # the manager's default --status-interval, which the bench keeps
 ROUND_GRACE = 3.0  # seconds a round due near the end of the window gets to be delivered inside it
 
 
@@ -42,7 +43,7 @@ async def status_and_idle(session: Session) -> dict[str, Any]:
     expected = len(session.running)
     # Rounds due inside the window, with time left to be delivered before it closed.
     ticks = [r["tick"] for r in metrics["status_rounds"] if window_start <= r["tick"] <= window_end - ROUND_GRACE]
-    rounds = rounds_seen(arrivals, ticks, expected)
+    rounds = rounds_seen(arrivals, ticks, expected, STATUS_INTERVAL)
     full = [r for r in rounds if r["full"]]
     return {
         "containers": expected, "window_s": session.sizes.idle_seconds,

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected: int) -> list[dict[str, Any]]:
-    """For each tick: how many containers' updates arrived before the next tick, and when the last did.
+def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected: int,
+                interval: float) -> list[dict[str, Any]]:
+    """For each tick: how many containers' updates arrived before the next one was due, and when the last did.
 
     `arrivals` are (wall time, container_id) as the client received them; `ticks`
     are the manager's wall-clock due times of its rounds (get_metrics). A round
@@ -14,7 +15,7 @@ def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected:
     ordered = sorted(ticks)
     result = []
     for i, tick in enumerate(ordered):
-        until = ordered[i + 1] if i + 1 < len(ordered) else float("inf")
+        until = min(ordered[i + 1] if i + 1 < len(ordered) else float("inf"), tick + interval)
         inside = [(at, cid) for at, cid in arrivals if tick <= at < until]
         if not inside:
             continue

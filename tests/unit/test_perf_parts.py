@@ -1,0 +1,71 @@
+"""Loop-lag and GC monitors, message-activity aggregation, the status round's list check."""
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+from api.activity_throttle import ActivityThrottle
+from controller.events import Activity
+from controller.observed import Listed, health_from_status_text
+from flow_manager.gc_monitor import GcMonitor
+from flow_manager.loop_monitor import LoopMonitor
+
+
+async def test_loop_monitor_sees_a_blocking_call():
+    monitor = LoopMonitor(interval=0.005)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.12)  # blocks the loop, as a synchronous call in a handler would
+        await asyncio.sleep(0.03)
+        window = monitor.snapshot(reset=True)["window"]
+    finally:
+        monitor.stop()
+    assert window["max_lag_ms"] >= 100
+    assert window["lags_over_50ms"] >= 1
+    assert monitor.snapshot()["window"]["samples"] <= 1, "reset starts a new window"
+
+
+def test_gc_monitor_times_collections():
+    monitor = GcMonitor()
+    monitor.start()
+    try:
+        gc.collect()
+    finally:
+        monitor.stop()
+    snapshot = monitor.snapshot()
+    assert snapshot["gen2"]["collections"] >= 1 and snapshot["gen2"]["max_ms"] >= 0
+
+
+def _message(container: str, kind: str = "message_received") -> Activity:
+    return Activity(kind, container, f"Message received from container {container}", {"command": "pong"})
+
+
+async def test_message_activity_first_at_once_rest_folded():
+    emitted: list[Activity] = []
+    throttle = ActivityThrottle(emitted.append, window=0.05)
+    for _ in range(5):
+        throttle.offer(_message("a"))
+    throttle.offer(_message("b"))
+    throttle.offer(Activity("container_started", "a", "Container a started"))
+    assert [(a.container_id, a.activity_type) for a in emitted] == [
+        ("a", "message_received"), ("b", "message_received"), ("a", "container_started")]
+    await asyncio.sleep(0.08)
+    assert len(emitted) == 4
+    summary = emitted[-1]
+    assert summary.container_id == "a" and summary.details == {"command": "pong", "count": 4}
+    assert "4 messages" in summary.message
+    await asyncio.sleep(0.08)  # the window after the summary closes empty: nothing more
+    assert len(emitted) == 4
+    throttle.offer(_message("a"))
+    assert len(emitted) == 5, "after a quiet window a message is reported at once again"
+    throttle.close()
+
+
+def test_listed_entry_matches_what_was_inspected():
+    entry = Listed.from_list({"Id": "d1", "State": "running", "Status": "Up 3 minutes (healthy)",
+                              "Labels": {"io.kawaflow.flow-manager.container-id": "abc"}})
+    assert (entry.managed_id, entry.api_state, entry.health) == ("abc", "running", "healthy")
+    assert health_from_status_text("Up 1 second (health: starting)") == "starting"
+    assert health_from_status_text("Exited (0) 2 seconds ago") is None
