@@ -8,6 +8,7 @@ storm. Failures leave here as DockerFailure, already in the API's error terms.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -72,11 +73,13 @@ class DockerAdapter:
         self.attempts = attempts
         self.stop_timeout = stop_timeout
         self.docker = aiodocker.Docker(url=url)
+        self.calls: collections.Counter[str] = collections.Counter()  # by operation, for get_metrics
 
     async def close(self) -> None:
         await self.docker.close()
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.calls[operation] += 1
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_transient),

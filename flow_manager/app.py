@@ -105,6 +105,7 @@ class FlowManager:
                                "links": len(links),
                                "links_connected": sum(1 for key in links if self.links and self.links.connected(key))},
                 "queue": {"pending": self.reconciler.queue.pending() if self.reconciler else 0},
+                "docker_calls": dict(self.docker.calls) if self.docker else {},
                 "clients": len(self.broadcaster.clients) if self.broadcaster else 0}
 
     def _rounds(self) -> list[dict[str, object]]:
