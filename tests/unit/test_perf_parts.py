@@ -69,3 +69,22 @@ def test_listed_entry_matches_what_was_inspected():
     assert (entry.managed_id, entry.api_state, entry.health) == ("abc", "running", "healthy")
     assert health_from_status_text("Up 1 second (health: starting)") == "starting"
     assert health_from_status_text("Exited (0) 2 seconds ago") is None
+
+
+def test_container_index_follows_lists_creates_removes_and_events():
+    from controller.docker_adapter import ContainerIndex
+
+    index = ContainerIndex()
+    assert index.lookup("k1") is None, "no full list yet: callers list by label"
+    mark = index.listing_started()
+    index.add("k2", "d2")  # created while the list was in flight: the list may not show it
+    index.event({"Action": "destroy", "Actor": {"ID": "d0"}})
+    index.listing_done(mark, {"k1": ["d1"], "k0": ["d0"]})
+    assert index.lookup("k1") == ["d1"] and index.lookup("k2") == ["d2"]
+    assert index.lookup("k0") == [] and index.lookup("unknown") == []
+    index.event({"Action": "create", "Actor": {"ID": "d3", "Attributes": {"io.kawaflow.flow-manager.container-id": "k1"}}})
+    assert index.lookup("k1") == ["d1", "d3"]
+    index.discard("d1")
+    assert index.lookup("k1") == ["d3"]
+    index.invalidate()
+    assert index.lookup("k1") is None, "after the event stream drops, only a new full list is trusted"
