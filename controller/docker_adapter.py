@@ -188,13 +188,17 @@ class DockerAdapter:
 
     async def create(self, body: dict[str, Any], name: str) -> str:
         image = body["Image"]
-        if not await self._call("inspect_image", lambda: self.image_exists(image)):
+        try:  # the image is nearly always there: ask Docker only when the create says it is not
+            container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+        except DockerFailure as failure:
+            if failure.error_type != "image_not_found":
+                raise
             if not self.pull_missing:
                 raise DockerFailure("image_not_found", f"image {image!r} is not present locally and this manager "
                                     "does not pull images (--pull-images)", operation="create_container",
-                                    permanent=True, details={"image": image})
+                                    permanent=True, details={"image": image}) from failure
             await self.pull(image)
-        container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+            container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
         managed_id = (body.get("Labels") or {}).get(labels.CONTAINER_ID)
         if managed_id:
             self.index.add(managed_id, container.id)
