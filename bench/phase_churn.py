@@ -2,15 +2,20 @@
 
 A probe client calls list_containers back to back (20 ms apart) for the whole
 churn; the manager's loop monitor (get_metrics) reports the worst lag of the
-same window.
+same window, and a canary process (bench.canary) that does nothing else
+reports what waiting for a CPU alone cost in those seconds.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 from typing import Any
 
 from bench.client import BenchClient
+from bench.processes import ROOT
 from bench.session import Session, create_start
 from bench.stats import summarize
 
@@ -34,6 +39,10 @@ async def target(session: Session) -> dict[str, Any]:
             listing.append(time.perf_counter() - started)
             await asyncio.sleep(0.02)
 
+    canary = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.canary", cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    await asyncio.sleep(1)  # started and measuring
     async with session.clients(clients) as connected:
         await session.metrics(reset=True)
         prober = asyncio.create_task(probe())
@@ -46,7 +55,11 @@ async def target(session: Session) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         after = await session.metrics(reset=True)
         lag = after["loop"]
+    out, _ = await canary.communicate(b"")
+    canary_lag = json.loads(out.decode().strip().splitlines()[-1])["window"]
     return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
             "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
             "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
-            "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc")}
+            "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc"),
+            "canary_max_lag_ms": canary_lag["max_lag_ms"], "canary_lags_over_50ms": canary_lag["lags_over_50ms"],
+            "canary_lag_samples": canary_lag["samples"]}
