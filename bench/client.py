@@ -21,7 +21,8 @@ class RequestFailed(Exception):
 class BenchClient:
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
-        self._pongs: dict[str, asyncio.Future[float]] = {}
+        self._pongs: dict[str, asyncio.Future[tuple[float, float]]] = {}
+        self.splits: list[tuple[float, float]] | None = None  # (to the runtime, back) seconds, while recording
         self.status_arrivals: list[tuple[float, str]] | None = None  # (wall time, container_id) while recording
         self.sio.on("message_received", self._on_message)
         self.sio.on("container_status_update", self._on_status)
@@ -45,7 +46,8 @@ class BenchClient:
         if isinstance(message, dict) and message.get("command") == "pong":
             waiter = self._pongs.pop(data.get("container_id", ""), None)
             if waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
+                answered = (message.get("data") or {}).get("time")  # the runtime's clock is the host's
+                waiter.set_result((time.perf_counter(), answered if isinstance(answered, float) else 0.0))
 
     def _on_status(self, data: dict[str, Any]) -> None:
         if self.status_arrivals is not None:
@@ -55,12 +57,18 @@ class BenchClient:
         """`send_message` {"command": "ping"} until its `message_received` pong; seconds.
 
         One ping per container at a time: the runtime's pong carries no request id.
+        The pong's `data.time` (the runtime's wall clock) splits the round trip in
+        two halves, recorded in `splits` when that is a list.
         """
-        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
         self._pongs[container_id] = waiter
-        started = time.perf_counter()
+        wall, started = time.time(), time.perf_counter()
         await self.sio.emit("send_message", {"container_id": container_id, "message": {"command": "ping"}})
         try:
-            return await asyncio.wait_for(waiter, timeout) - started
+            arrived, answered = await asyncio.wait_for(waiter, timeout)
         finally:
             self._pongs.pop(container_id, None)
+        total = arrived - started
+        if self.splits is not None and answered:
+            self.splits.append((answered - wall, total - (answered - wall)))
+        return total
