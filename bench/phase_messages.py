@@ -33,13 +33,16 @@ async def target(session: Session) -> dict[str, Any]:
         workers = [lambda c=c, t=t: c.ping(t) for c, t in zip(connected, targets)]
         for client in connected:
             client.splits = []
+        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
         before = cpu_seconds([session.manager.pid, os.getpid()])
-        load = await closed_loop(workers, session.sizes.load_seconds)
+        load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
         after = cpu_seconds([session.manager.pid, os.getpid()])
+        manager_cpu_s = after.seconds[session.manager.pid] - before.seconds[session.manager.pid]
     return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
             "throughput_rtt_ms": {**summarize(s * 1000 for s in load.latencies),
                                   "to_runtime_p50": _p50(a for c in connected for a, _ in c.splits or []),
                                   "from_runtime_p50": _p50(b for c in connected for _, b in c.splits or [])},
             "throughput_errors": load.errors,
             "load_manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
+            "load_manager_cpu_ms_per_rt": round(manager_cpu_s * 1000 / max(load.completed, 1), 3),
             "load_bench_cpu_percent": cpu_percent(before, after, os.getpid())}

@@ -24,12 +24,14 @@ def free_port() -> int:
 class Child:
     """A Python child process importing this checkout (not whatever `pip install -e` points at)."""
 
-    def __init__(self, args: list[str], log_path: Path, port: int | None = None) -> None:
-        self.args, self.log_path, self.port = args, log_path, port
+    def __init__(self, args: list[str], log_path: Path, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.args, self.log_path, self.port, self.extra_env = args, log_path, port, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **self.extra_env,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env,
                                      cwd=ROOT)

@@ -23,7 +23,7 @@ from bench import machine, phase_churn, phase_fanout, phase_intent, phase_messag
 from bench.client import BenchClient
 from bench.docker_direct import DirectDocker
 from bench.session import IMAGE, Session, Sizes
-from bench.transport_baselines import socketio_baselines, unix_echo
+from bench.transport_baselines import runtime_echo, socketio_baselines, unix_echo
 from controller import labels
 
 
@@ -75,6 +75,9 @@ class Run:
         echo = await self.phase("unix_echo", lambda: unix_echo(self.workdir, sizes.pings), store=False)
         if echo:
             self.results["baselines"]["unix_echo_rtt_ms"] = echo["rtt_ms"]
+        runtime = await self.phase("runtime_echo", lambda: runtime_echo(self.workdir, sizes.pings), store=False)
+        if runtime:
+            self.results["baselines"]["runtime_echo_rtt_ms"] = runtime["rtt_ms"]
         sio = await self.phase("socketio_echo", lambda: socketio_baselines(self.workdir, sizes.pings, sizes.clients,
                                                                           sizes.load_seconds), store=False)
         if sio:

@@ -9,7 +9,7 @@ from typing import Any
 import socketio
 
 from bench.load import closed_loop, sequential
-from bench.processes import Child, free_port
+from bench.processes import Child, cpu_seconds, free_port
 from bench.stats import summarize
 from flow_runtime.framing import encode, read_frame
 
@@ -39,6 +39,41 @@ async def unix_echo(workdir: Path, count: int) -> dict[str, Any]:
         server.stop()
 
 
+async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
+    """ping -> pong with the reference runtime (flow_runtime, run on the host) over AF_UNIX: a link's far end.
+
+    Against unix_echo this isolates what the runtime itself adds to a round trip.
+    """
+    path = workdir / "runtime.sock"
+    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+        asyncio.get_running_loop().create_future()
+
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not connected.done():
+            connected.set_result((reader, writer))
+    server = await asyncio.start_unix_server(accept, path=str(path))
+    (workdir / "no-code").mkdir(exist_ok=True)
+    runtime = Child(["-m", "flow_runtime"], workdir / "runtime.log",
+                    env={"FLOW_LINK": str(path), "FLOW_CODE_DIR": str(workdir / "no-code"), "FLOW_LOG_LEVEL": "WARNING"})
+    runtime.start()
+    try:
+        reader, writer = await asyncio.wait_for(connected, 30)
+        await read_frame(reader)  # flow.hello
+        frame = encode({"command": "ping"})
+
+        async def round_trip() -> float:
+            started = time.perf_counter()
+            writer.write(frame)
+            await read_frame(reader)
+            return time.perf_counter() - started
+        samples = await sequential(round_trip, count, warmup=100)
+        writer.close()
+        return {"rtt_ms": summarize(s * 1000 for s in samples)}
+    finally:
+        runtime.stop()
+        server.close()
+
+
 async def socketio_baselines(workdir: Path, count: int, clients: int, duration: float) -> dict[str, Any]:
     """call() round trip with one client, and throughput when every reply is broadcast to all clients."""
     port = free_port()
@@ -63,9 +98,14 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
             connected.append(extra)
         for i, client in enumerate(connected):
             workers.append(_broadcast_round_trip(client, i))
-        load = await closed_loop(workers, duration)
+        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+        before = cpu_seconds([server.pid])
+        load = await closed_loop(workers, duration, warmup=0)
+        after = cpu_seconds([server.pid])
+        server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
         return {"socketio_rtt_ms": summarize(s * 1000 for s in rtt),
                 "socketio_broadcast_per_s": round(load.per_second, 1),
+                "socketio_broadcast_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
                 "socketio_broadcast_rtt_ms": summarize(s * 1000 for s in load.latencies),
                 "socketio_broadcast_clients": clients, "socketio_broadcast_errors": load.errors}
     finally:
