@@ -88,3 +88,12 @@ def test_container_index_follows_lists_creates_removes_and_events():
     assert index.lookup("k1") == ["d3"]
     index.invalidate()
     assert index.lookup("k1") is None, "after the event stream drops, only a new full list is trusted"
+
+
+def test_cgroup_field_parsing():
+    from controller.cgroup_stats import _field
+
+    text = "cache 5\nrss 6\ntotal_inactive_file 77\n"
+    assert (_field(text, "cache"), _field(text, "rss"), _field(text, "total_inactive_file")) == (5, 6, 77)
+    assert _field(text, "inactive_file") is None, "a key is matched whole, not as a suffix"
+    assert _field("usage_usec 12\nuser_usec 3", "usage_usec") == 12 and _field("", "a") is None
