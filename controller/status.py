@@ -75,6 +75,7 @@ class StatusReader:
         self.store, self.reconciler, self.docker, self.links = store, reconciler, docker, links
         self._stats_slots = asyncio.Semaphore(stats_concurrency)
         self._cgroups = CgroupStats()
+        self.last_round_ms: dict[str, float] = {}  # where the last status round's time went
 
     async def _usage(self, observed: Observed | None) -> dict[str, Any]:
         if observed is None or not observed.running or not self.reconciler.engine.available:
@@ -114,6 +115,7 @@ class StatusReader:
         """
         if not self.reconciler.engine.available:  # nothing to ask Docker: status() reports "unknown" at once
             return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
+        started = time.perf_counter()
         try:
             listing = await self.docker.list_managed()
         except DockerFailure as failure:
@@ -131,7 +133,9 @@ class StatusReader:
             if known is not None and known.state == ABSENT and not seen:
                 return None  # known to be absent and still absent
             return await self.reconciler.refresh(record.id)
+        listed_at = time.perf_counter()
         observed = await asyncio.gather(*(current(r) for r in records), return_exceptions=True)
+        checked_at = time.perf_counter()
 
         running = {o.docker_id: o for o in observed if isinstance(o, Observed) and o.running}
         stamp = iso_now()
@@ -140,6 +144,10 @@ class StatusReader:
         slow = [docker_id for docker_id, value in usage.items() if value is None]  # cgroups not visible: Docker's API
         for docker_id, value in zip(slow, await asyncio.gather(*(self._usage(running[d]) for d in slow))):
             usage[docker_id] = value
+        sampled_at = time.perf_counter()
+        self.last_round_ms = {"list": round((listed_at - started) * 1000, 1),
+                              "inspect_changed": round((checked_at - listed_at) * 1000, 1),
+                              "usage": round((sampled_at - checked_at) * 1000, 1)}
         results: list[ContainerStatus | BaseException] = []
         for record, seen in zip(records, observed):
             if isinstance(seen, BaseException):
@@ -186,10 +194,11 @@ class RoundTiming:
     containers: int = 0
     collected: float | None = None
     delivered: float | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tick": self.tick, "containers": self.containers, "collected": self.collected,
-                "delivered": self.delivered,
+                "delivered": self.delivered, "phases_ms": self.phases_ms,
                 "delivered_after_tick_ms": round((self.delivered - self.tick) * 1000, 1) if self.delivered else None}
 
 
@@ -212,6 +221,7 @@ class StatusLoop:
 
     async def round(self, timing: RoundTiming | None = None) -> list[ContainerStatus]:
         timing = timing or RoundTiming(tick=time.time())
+        started = time.time()
         records = list(self.store.records())
         results = await self.reader.statuses(records)
         self.reader.forget_stats({s.docker_id for s in results if isinstance(s, ContainerStatus) and s.docker_id})
@@ -222,6 +232,7 @@ class StatusLoop:
                 continue
             statuses.append(result)
         timing.containers, timing.collected = len(statuses), time.time()
+        timing.phases_ms = {**self.reader.last_round_ms, "started_after_tick": round((started - timing.tick) * 1000, 1)}
         self.timings.append(timing)
 
         def delivered() -> None:
