@@ -5,6 +5,7 @@ import asyncio
 import time
 from typing import Any
 
+from bench.client import BenchClient
 from bench.processes import cpu_percent, cpu_seconds, engine_pids, rss_bytes
 from bench.rounds import rounds_seen
 from bench.session import Session, create_start
@@ -13,16 +14,20 @@ STATUS_INTERVAL = 10.0  # the manager's default --status-interval, which the ben
 ROUND_GRACE = 3.0  # seconds a round due near the end of the window gets to be delivered inside it
 
 
-async def fill_to(session: Session, total: int) -> float:
-    """Create+start containers through the manager (all clients at once) until `total` run; seconds taken."""
+async def fill_to(session: Session, total: int, in_flight: int = 20) -> float:
+    """Create+start containers through the manager (all clients, `in_flight` at a time) until `total` run."""
     missing = total - len(session.running)
     if missing <= 0:
         return 0.0
     loop = asyncio.get_running_loop()
     started = loop.time()
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(client: BenchClient) -> tuple[float, float, str]:
+        async with slots:
+            return await create_start(client, session.name("fill"))
     async with session.clients(session.sizes.clients) as connected:
-        done = await asyncio.gather(*(create_start(connected[i % len(connected)], session.name("fill"))
-                                      for i in range(missing)))
+        done = await asyncio.gather(*(one(connected[i % len(connected)]) for i in range(missing)))
     session.running.extend(container_id for _, _, container_id in done)
     return round(loop.time() - started, 2)
 
@@ -32,6 +37,7 @@ async def status_and_idle(session: Session) -> dict[str, Any]:
     engine = engine_pids()
     pids = [session.manager.pid, *engine.values()]
     await asyncio.sleep(2)  # let the last fill's events and reconciles settle
+    calls_before = (await session.metrics())["docker_calls"]
     session.main.status_arrivals = []
     window_start = time.time()
     before = cpu_seconds(pids)
@@ -53,6 +59,9 @@ async def status_and_idle(session: Session) -> dict[str, Any]:
         "rounds": rounds, "full_rounds": len(full), "incomplete_rounds": len(rounds) - len(full),
         "worst_round_ms": max((r["last_after_tick_ms"] for r in full), default=None),
         "server_rounds": [r for r in metrics["status_rounds"] if r["tick"] in ticks],
+        "docker_calls_in_window": {k: v - calls_before.get(k, 0) for k, v in metrics["docker_calls"].items()
+                                   if v - calls_before.get(k, 0)},
+        "gc": metrics.get("gc"),
     }
 
 

@@ -69,10 +69,17 @@ class Child:
 
 
 def manager(workdir: Path, instance: str, *extra: str) -> Child:
-    """`flow-manager serve` with its defaults, except where it listens and keeps state."""
+    """`flow-manager serve` with its defaults, except where it listens and keeps state.
+
+    --request-timeout is raised from 60 to 300 s: it only decides when a request
+    gives up waiting and answers system_error, and a fan-out of 100 on a busy
+    engine can take close to a minute for the last container (the bench
+    measures when containers run, which a timeout answer would hide).
+    """
     port = free_port()
     args = ["-m", "flow_manager.cli", "serve", "--port", str(port), "--instance", instance, "--no-build-image",
-            "--socket-dir", str(workdir / "sockets"), "--state-dir", str(workdir / "state"), *extra]
+            "--socket-dir", str(workdir / "sockets"), "--state-dir", str(workdir / "state"),
+            "--request-timeout", "300", *extra]
     return Child(args, workdir / "manager.log", port)
 
 
