@@ -1,6 +1,7 @@
 """Wiring: builds the store, controller and API and ties their lifetimes to the ASGI server."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -94,6 +95,11 @@ class FlowManager:
         self.reconciler.start()
         self.links.start()
         self.status_loop.start()
+        # Everything that exists now (modules, classes, the wiring: about 60,000 objects) lives as long as
+        # the process. Frozen, it is no longer walked by every full garbage collection, which otherwise
+        # holds the event loop for about 30 ms each time on a small VM.
+        gc.collect()
+        gc.freeze()
         log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, s.docker_host or "local socket",
                  "token required" if self.security.auth.token else "no token: loopback only")
         for warning in self.security.warnings:
