@@ -36,7 +36,8 @@ def _results(**overrides):
         "baselines": {"socketio_rtt_ms": {"p50": 0.4, "p99": 1.0}, "socketio_broadcast_per_s": 3000.0},
         "status_scale": {"worst_round_ms": 120.0, "containers": 200, "manager_cpu_percent": 1.0,
                          "dockerd_cpu_percent": 3.0},
-        "churn": {"max_loop_lag_ms": 20.0, "containers": 100, "list_ms": {"p50": 2.0, "p99": 8.0}},
+        "churn": {"max_loop_lag_ms": 20.0, "canary_max_lag_ms": 10.0, "list_ms": {"p50": 2.0, "p99": 8.0},
+                  "echo_ms": {"p99": 4.0}},
         "memory": {"rss_mb": 90.0, "containers": 200},
     }
     results.update(overrides)
