@@ -13,6 +13,7 @@ from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
 from api.metrics import Metrics
 from api.packet_gate import PacketGate
+from api.packets import JsonFirstPacket
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
@@ -37,7 +38,7 @@ class FlowManager:
         self.settings = settings
         self.security = security or configure(settings)
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=self.security.cors, logger=False,
-                                        engineio_logger=False,
+                                        engineio_logger=False, serializer=JsonFirstPacket,
                                         max_http_buffer_size=self.security.transport_ceiling)
         self.app = PacketGate(socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
                               limit=settings.max_request_bytes, ceiling=self.security.transport_ceiling)

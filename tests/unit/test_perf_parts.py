@@ -97,3 +97,22 @@ def test_cgroup_field_parsing():
     assert (_field(text, "cache"), _field(text, "rss"), _field(text, "total_inactive_file")) == (5, 6, 77)
     assert _field(text, "inactive_file") is None, "a key is matched whole, not as a suffix"
     assert _field("usage_usec 12\nuser_usec 3", "usage_usec") == 12 and _field("", "a") is None
+
+
+def test_json_first_packets_encode_like_python_socketio():
+    from socketio import packet
+
+    from api.packets import JsonFirstPacket
+
+    cases = [(packet.EVENT, ["container_list", {"containers": [{"id": "a", "ports": {}}], "count": 1}], None, None),
+             (packet.ACK, [{"ok": True, "x": [1, 2.5, None, "é"]}], None, 7),
+             (packet.EVENT, ["hello"], "/ns", None), (packet.CONNECT, None, None, None)]
+    for kind, data, namespace, ack_id in cases:
+        ours = JsonFirstPacket(kind, data=data, namespace=namespace, id=ack_id)
+        theirs = packet.Packet(kind, data=data, namespace=namespace, id=ack_id)
+        assert ours.encode() == theirs.encode() and ours.packet_type == theirs.packet_type
+    binary = JsonFirstPacket(packet.EVENT, data=["blob", {"b": b"\x00\x01"}])
+    assert binary.packet_type == packet.BINARY_EVENT, "bytes still travel as attachments"
+    assert binary.encode() == packet.Packet(packet.EVENT, data=["blob", {"b": b"\x00\x01"}]).encode()
+    decoded = JsonFirstPacket(encoded_packet='2["x",{"a":1}]')
+    assert decoded.data == ["x", {"a": 1}]
