@@ -26,6 +26,7 @@ log = logging.getLogger("flow_manager.api")
 PUMP_SLICE = 0.002  # seconds of emitting before the pump lets other callbacks run
 CLIENT_BACKLOG_HIGH = 256  # frames queued for one client: past this, deliveries are confirmed only once it drains
 CLIENT_BACKLOG_LOW = 64
+CLIENT_STUCK_AFTER = 10.0  # seconds a client may hold the others back before it is no longer waited for
 
 
 class Broadcaster:
@@ -37,6 +38,7 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._throttle = ActivityThrottle(self._enqueue_activity, activity_window)
         self._unconfirmed: collections.deque[Callable[[], None]] = collections.deque()
+        self._ignored: set[str] = set()  # clients too far behind for too long: not waited for
         self._confirmer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -75,18 +77,35 @@ class Broadcaster:
         Emitting only queues frames for each client; a client that reads slower
         than a container sends would let that queue grow without bound. Holding
         back the confirmation keeps the link's in-flight count high, so the link
-        stops reading and the flood waits in the container's own socket.
+        stops reading and the flood waits in the container's own socket: container
+        messages go at the pace of the slowest client. A client that stays behind
+        for CLIENT_STUCK_AFTER seconds (one that stopped reading) is no longer
+        waited for until it catches up, so it cannot hold the others back longer;
+        its own queue then grows as it did before (README, Limitations).
         """
-        if not self._unconfirmed and self.emitter.backlog() <= CLIENT_BACKLOG_HIGH:
+        if not self._unconfirmed and self._lag() <= CLIENT_BACKLOG_HIGH:
             on_sent()
             return
         self._unconfirmed.append(on_sent)
         if self._confirmer is None or self._confirmer.done():
             self._confirmer = asyncio.create_task(self._confirm_when_drained(), name="broadcast-backpressure")
 
+    def _lag(self) -> int:
+        """Frames queued for the slowest client that is still waited for."""
+        backlogs = self.emitter.backlogs()
+        self._ignored = {sid for sid in self._ignored if backlogs.get(sid, 0) > CLIENT_BACKLOG_LOW}  # caught up or gone
+        return max((n for sid, n in backlogs.items() if sid not in self._ignored), default=0)
+
     async def _confirm_when_drained(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._unconfirmed:
-            while self.emitter.backlog() > CLIENT_BACKLOG_LOW:
+            behind_since = loop.time()
+            while self._lag() > CLIENT_BACKLOG_LOW:
+                if loop.time() - behind_since > CLIENT_STUCK_AFTER:
+                    stuck = {sid for sid, n in self.emitter.backlogs().items() if n > CLIENT_BACKLOG_LOW}
+                    log.warning("clients %s stayed behind for %.0f s: no longer waiting for them",
+                                ", ".join(sorted(stuck)), CLIENT_STUCK_AFTER)
+                    self._ignored |= stuck
                 await asyncio.sleep(0.005)
             while self._unconfirmed:
                 self._unconfirmed.popleft()()

@@ -36,10 +36,16 @@ class Emitter:
         for eio_sid in recipients:
             await self.sio.eio.send(eio_sid, encoded)
 
-    def backlog(self) -> int:
-        """Frames waiting in the fullest client's Engine.IO queue (a client that reads slower than we send).
+    def backlogs(self) -> dict[str, int]:
+        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
 
-        Reads python-engineio's per-client queues; 0 if those internals ever differ.
+        Reads python-engineio's per-client queues; empty if those internals ever differ.
         """
         sockets = getattr(self.sio.eio, "sockets", None) or {}
-        return max((s.queue.qsize() for s in list(sockets.values()) if hasattr(s, "queue")), default=0)
+        result = {}
+        for eio_sid, socket in list(sockets.items()):
+            queue = getattr(socket, "queue", None)
+            sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
+            if queue is not None and sid is not None:
+                result[sid] = queue.qsize()
+        return result

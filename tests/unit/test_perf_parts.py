@@ -116,3 +116,31 @@ def test_json_first_packets_encode_like_python_socketio():
     assert binary.encode() == packet.Packet(packet.EVENT, data=["blob", {"b": b"\x00\x01"}]).encode()
     decoded = JsonFirstPacket(encoded_packet='2["x",{"a":1}]')
     assert decoded.data == ["x", {"a": 1}]
+
+
+async def test_deliveries_wait_for_a_slow_client_but_not_for_a_stuck_one(monkeypatch):
+    import api.broadcast as broadcast
+
+    monkeypatch.setattr(broadcast, "CLIENT_STUCK_AFTER", 0.1)
+    hub = broadcast.Broadcaster(sio=None)  # type: ignore[arg-type]  # nothing is emitted here
+    queued = {"fast": 0, "slow": 0}
+    monkeypatch.setattr(hub.emitter, "backlogs", lambda: dict(queued))
+    confirmed: list[int] = []
+    hub._confirm(lambda: confirmed.append(1))
+    assert confirmed == [1], "nobody behind: confirmed at once"
+
+    queued["slow"] = broadcast.CLIENT_BACKLOG_HIGH + 1
+    hub._confirm(lambda: confirmed.append(2))
+    await asyncio.sleep(0.03)
+    assert confirmed == [1], "a client far behind holds the confirmation (the link stops reading)"
+    queued["slow"] = 0
+    await asyncio.sleep(0.03)
+    assert confirmed == [1, 2]
+
+    queued["slow"] = 10_000  # stopped reading altogether
+    hub._confirm(lambda: confirmed.append(3))
+    await asyncio.sleep(0.3)
+    assert confirmed == [1, 2, 3], "after CLIENT_STUCK_AFTER the stuck client is no longer waited for"
+    hub._confirm(lambda: confirmed.append(4))
+    assert confirmed[-1] == 4
+    await hub.stop()
