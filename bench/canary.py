@@ -18,7 +18,7 @@ from flow_manager.loop_monitor import LoopMonitor
 
 
 async def _main() -> None:
-    monitor = LoopMonitor(interval=0.01)
+    monitor = LoopMonitor()  # the manager's default interval
     monitor.start()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin

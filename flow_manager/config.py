@@ -37,7 +37,7 @@ class Settings:
     orphan_grace: float = 60.0
     engine_retry_max: float = 5.0
     trace_exporter: str = "none"
-    loop_monitor_interval: float = 0.01
+    loop_monitor_interval: float = 0.02
     log_level: str = "info"
     # -- security: who may connect and what they may ask for (README "Security") --
     token: str = field(default="", repr=False)
