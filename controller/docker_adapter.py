@@ -133,7 +133,15 @@ class DockerAdapter:
         return [o for o in observed if o is not None]
 
     async def managed_ids(self) -> dict[str, list[str]]:
-        """managed id -> docker ids, for a full resync (which also refreshes the index)."""
+        """managed id -> docker ids."""
+        result: dict[str, list[str]] = {}
+        for entry in await self.list_managed():
+            if entry.managed_id:
+                result.setdefault(entry.managed_id, []).append(entry.docker_id)
+        return result
+
+    async def list_managed(self) -> list[Listed]:
+        """Every container of this instance with its state, in one call (which also refreshes the index)."""
         mark = self.index.listing_started()
         try:
             found = await self._call("list_containers", lambda: self.docker.containers.list(
@@ -141,19 +149,13 @@ class DockerAdapter:
         except BaseException:
             self.index.listing_failed()
             raise
-        result: dict[str, list[str]] = {}
-        for container in found:
-            managed_id = (container._container.get("Labels") or {}).get(labels.CONTAINER_ID)
-            if managed_id:
-                result.setdefault(managed_id, []).append(container.id)
-        self.index.listing_done(mark, result)
-        return result
-
-    async def list_managed(self) -> list[Listed]:
-        """Every container of this instance with its state, in one call (the status round's check)."""
-        found = await self._call("list_containers", lambda: self.docker.containers.list(
-            all=True, filters=labels.managed_filter(self.instance)))
-        return [Listed.from_list(container._container) for container in found]
+        listed = [Listed.from_list(container._container) for container in found]
+        by_key: dict[str, list[str]] = {}
+        for entry in listed:
+            if entry.managed_id:
+                by_key.setdefault(entry.managed_id, []).append(entry.docker_id)
+        self.index.listing_done(mark, by_key)
+        return listed
 
     async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
         try:
