@@ -155,10 +155,10 @@ class Handlers:
                 log.exception("%s failed", operation)
                 error = ApiError("system_error", f"internal error: {type(exc).__name__}")
             else:
-                await self.sio.emit(response, payload, to=sid)
+                await self.broadcaster.emitter.emit(response, payload, to=sid)
                 return payload
             failure = error.payload(operation, reference)
-            await self.sio.emit("error", failure, to=sid)
+            await self.broadcaster.emitter.emit("error", failure, to=sid)
             return failure
         return handler
 

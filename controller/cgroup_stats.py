@@ -10,33 +10,52 @@ the caller falls back to Docker's API.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path("/sys/fs/cgroup")
+ROOT = "/sys/fs/cgroup"
 FIRST_SAMPLE_GAP = 0.05
 
+# A status round reads these files for every running container (about 1,600 reads for 200), so this
+# code avoids pathlib and parses only the fields it needs: on a small VM the generic version cost
+# about 1 ms per container.
 
-def _read(path: Path) -> str | None:
+
+def _read(path: str) -> str | None:
     try:
-        return path.read_text()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 1 << 16).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
-def _kv(text: str | None) -> dict[str, int]:
-    result: dict[str, int] = {}
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            result[parts[0]] = int(parts[1])
-    return result
+def _field(text: str | None, key: str) -> int | None:
+    """The value of `key` in a 'key value' per line file (memory.stat, cpu.stat)."""
+    if not text:
+        return None
+    needle = key + " "
+    if text.startswith(needle):
+        start = len(needle)
+    else:
+        at = text.find("\n" + needle)
+        if at < 0:
+            return None
+        start = at + 1 + len(needle)
+    end = text.find("\n", start)
+    value = (text[start:] if end < 0 else text[start:end]).strip()
+    return int(value) if value.isdigit() else None
 
 
 def _network(pid: int) -> tuple[int, int]:
     rx = tx = 0
-    for line in (_read(Path(f"/proc/{pid}/net/dev")) or "").splitlines()[2:]:
+    for line in (_read(f"/proc/{pid}/net/dev") or "").splitlines()[2:]:
         name, _, fields = line.partition(":")
         values = fields.split()
         if name.strip() != "lo" and len(values) >= 9:
@@ -44,34 +63,41 @@ def _network(pid: int) -> tuple[int, int]:
     return rx, tx
 
 
+def _io_v1(text: str | None) -> tuple[int, int]:
+    read = write = 0
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "Read":
+            read += int(parts[2])
+        elif len(parts) == 3 and parts[1] == "Write":
+            write += int(parts[2])
+    return read, write
+
+
 def sample(docker_id: str, pid: int) -> dict[str, Any] | None:
     """One raw reading: cpu ns, memory, block I/O, network; None if not visible."""
-    v1 = ROOT / "memory" / "docker" / docker_id
-    if v1.exists():
-        cpu = _read(ROOT / "cpuacct" / "docker" / docker_id / "cpuacct.usage")
-        usage, limit = _read(v1 / "memory.usage_in_bytes"), _read(v1 / "memory.limit_in_bytes")
-        if cpu is None or usage is None or limit is None:
+    cpu = _read(f"{ROOT}/cpuacct/docker/{docker_id}/cpuacct.usage")
+    if cpu is not None:  # cgroup v1
+        v1 = f"{ROOT}/memory/docker/{docker_id}"
+        usage, limit = _read(f"{v1}/memory.usage_in_bytes"), _read(f"{v1}/memory.limit_in_bytes")
+        if usage is None or limit is None:
             return None
-        stat = _kv(_read(v1 / "memory.stat"))
-        cache = stat.get("total_inactive_file", stat.get("cache", 0))
-        read = write = 0
-        for line in (_read(ROOT / "blkio" / "docker" / docker_id / "blkio.throttle.io_service_bytes") or "").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] == "Read":
-                read += int(parts[2])
-            elif len(parts) == 3 and parts[1] == "Write":
-                write += int(parts[2])
+        stat = _read(f"{v1}/memory.stat")
+        cache = _field(stat, "total_inactive_file")
+        cache = cache if cache is not None else (_field(stat, "cache") or 0)
+        read, write = _io_v1(_read(f"{ROOT}/blkio/docker/{docker_id}/blkio.throttle.io_service_bytes"))
         cpu_ns, memory, mem_limit = int(cpu), int(usage) - cache, int(limit)
     else:
-        v2 = ROOT / "system.slice" / f"docker-{docker_id}.scope"
-        if not (v2 / "cpu.stat").exists():
+        v2 = f"{ROOT}/system.slice/docker-{docker_id}.scope"
+        cpu_stat = _read(f"{v2}/cpu.stat")
+        if cpu_stat is None:
             return None
-        cpu_ns = _kv(_read(v2 / "cpu.stat")).get("usage_usec", 0) * 1000
-        current, maximum = _read(v2 / "memory.current"), (_read(v2 / "memory.max") or "max").strip()
-        memory = int(current or 0) - _kv(_read(v2 / "memory.stat")).get("inactive_file", 0)
+        cpu_ns = (_field(cpu_stat, "usage_usec") or 0) * 1000
+        current, maximum = _read(f"{v2}/memory.current"), (_read(f"{v2}/memory.max") or "max").strip()
+        memory = int(current or 0) - (_field(_read(f"{v2}/memory.stat"), "inactive_file") or 0)
         mem_limit = int(maximum) if maximum.isdigit() else 0
         read = write = 0
-        for line in (_read(v2 / "io.stat") or "").splitlines():
+        for line in (_read(f"{v2}/io.stat") or "").splitlines():
             fields = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
             read, write = read + int(fields.get("rbytes", 0)), write + int(fields.get("wbytes", 0))
     if mem_limit <= 0 or mem_limit >= 1 << 60:  # "no limit": report the host's memory, as docker stats does
@@ -81,8 +107,9 @@ def sample(docker_id: str, pid: int) -> dict[str, Any] | None:
             "read": read, "write": write, "rx": rx, "tx": tx}
 
 
+@functools.cache
 def _host_memory() -> int:
-    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
+    for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -93,15 +120,27 @@ class CgroupStats:
         self._previous: dict[str, dict[str, Any]] = {}
 
     async def usage(self, docker_id: str, pid: int, timestamp: str) -> dict[str, Any] | None:
-        current = await asyncio.to_thread(sample, docker_id, pid)
+        return (await self.usage_many([(docker_id, pid)], timestamp))[docker_id]
+
+    async def usage_many(self, containers: list[tuple[str, int]], timestamp: str) -> dict[str, dict[str, Any] | None]:
+        """Usage of many containers, read in one worker-thread hop (a round of 200 would otherwise take 200)."""
+        current = await asyncio.to_thread(_sample_all, containers)
+        first = [(d, pid) for d, pid in containers if current[d] is not None and not self._has_previous(d, current[d])]
+        if first:  # no earlier reading to compute CPU from: take a second one shortly
+            await asyncio.sleep(FIRST_SAMPLE_GAP)
+            again = await asyncio.to_thread(_sample_all, first)
+            for docker_id, _ in first:
+                self._previous[docker_id], current[docker_id] = current[docker_id], again[docker_id]
+        return {docker_id: self._compute(docker_id, current[docker_id], timestamp) for docker_id, _ in containers}
+
+    def _has_previous(self, docker_id: str, current: dict[str, Any]) -> bool:
+        previous = self._previous.get(docker_id)
+        return previous is not None and current["at"] - previous["at"] > 0
+
+    def _compute(self, docker_id: str, current: dict[str, Any] | None, timestamp: str) -> dict[str, Any] | None:
         if current is None:
             return None
-        previous = self._previous.get(docker_id)
-        if previous is None or current["at"] - previous["at"] <= 0:
-            await asyncio.sleep(FIRST_SAMPLE_GAP)
-            previous, current = current, await asyncio.to_thread(sample, docker_id, pid)
-            if current is None:
-                return None
+        previous = self._previous.get(docker_id, current)
         self._previous[docker_id] = current
         elapsed_ns = (current["at"] - previous["at"]) * 1e9
         cpu = max(current["cpu_ns"] - previous["cpu_ns"], 0) / elapsed_ns * 100.0 if elapsed_ns > 0 else 0.0
@@ -116,3 +155,7 @@ class CgroupStats:
     def forget(self, live: set[str]) -> None:
         for docker_id in set(self._previous) - live:
             del self._previous[docker_id]
+
+
+def _sample_all(containers: list[tuple[str, int]]) -> dict[str, dict[str, Any] | None]:
+    return {docker_id: sample(docker_id, pid) for docker_id, pid in containers}

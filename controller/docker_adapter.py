@@ -8,6 +8,7 @@ storm. Failures leave here as DockerFailure, already in the API's error terms.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -16,7 +17,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from controller import labels
-from controller.observed import Observed
+from controller.observed import Listed, Observed
 
 log = logging.getLogger("flow_manager.docker")
 T = TypeVar("T")
@@ -72,11 +73,14 @@ class DockerAdapter:
         self.attempts = attempts
         self.stop_timeout = stop_timeout
         self.docker = aiodocker.Docker(url=url)
+        self.calls: collections.Counter[str] = collections.Counter()  # by operation, for get_metrics
+        self.index = ContainerIndex()
 
     async def close(self) -> None:
         await self.docker.close()
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        self.calls[operation] += 1
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_transient),
@@ -110,22 +114,48 @@ class DockerAdapter:
         return await self._call("inspect_container", call)
 
     async def observe(self, container_id: str) -> list[Observed]:
-        """Every Docker container carrying this managed id (normally one)."""
-        found = await self._call("list_containers", lambda: self.docker.containers.list(
-            all=True, filters=labels.managed_filter(self.instance, container_id)))
-        observed = [await self.inspect(c.id) for c in found]
+        """Every Docker container carrying this managed id (normally one).
+
+        With a valid index only the containers it knows are inspected (one call,
+        none for a key without containers); otherwise Docker is listed by label.
+        """
+        known = self.index.lookup(container_id)
+        if known is None:
+            found = await self._call("list_containers", lambda: self.docker.containers.list(
+                all=True, filters=labels.managed_filter(self.instance, container_id)))
+            known = [c.id for c in found]
+            for docker_id in known:
+                self.index.add(container_id, docker_id)
+        observed = [await self.inspect(docker_id) for docker_id in known]
+        for docker_id, seen in zip(known, observed):
+            if seen is None:
+                self.index.discard(docker_id)
         return [o for o in observed if o is not None]
 
     async def managed_ids(self) -> dict[str, list[str]]:
-        """managed id -> docker ids, for a full resync."""
-        found = await self._call("list_containers", lambda: self.docker.containers.list(
-            all=True, filters=labels.managed_filter(self.instance)))
+        """managed id -> docker ids."""
         result: dict[str, list[str]] = {}
-        for container in found:
-            managed_id = (container._container.get("Labels") or {}).get(labels.CONTAINER_ID)
-            if managed_id:
-                result.setdefault(managed_id, []).append(container.id)
+        for entry in await self.list_managed():
+            if entry.managed_id:
+                result.setdefault(entry.managed_id, []).append(entry.docker_id)
         return result
+
+    async def list_managed(self) -> list[Listed]:
+        """Every container of this instance with its state, in one call (which also refreshes the index)."""
+        mark = self.index.listing_started()
+        try:
+            found = await self._call("list_containers", lambda: self.docker.containers.list(
+                all=True, filters=labels.managed_filter(self.instance)))
+        except BaseException:
+            self.index.listing_failed()
+            raise
+        listed = [Listed.from_list(container._container) for container in found]
+        by_key: dict[str, list[str]] = {}
+        for entry in listed:
+            if entry.managed_id:
+                by_key.setdefault(entry.managed_id, []).append(entry.docker_id)
+        self.index.listing_done(mark, by_key)
+        return listed
 
     async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
         try:
@@ -160,13 +190,20 @@ class DockerAdapter:
 
     async def create(self, body: dict[str, Any], name: str) -> str:
         image = body["Image"]
-        if not await self._call("inspect_image", lambda: self.image_exists(image)):
+        try:  # the image is nearly always there: ask Docker only when the create says it is not
+            container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+        except DockerFailure as failure:
+            if failure.error_type != "image_not_found":
+                raise
             if not self.pull_missing:
                 raise DockerFailure("image_not_found", f"image {image!r} is not present locally and this manager "
                                     "does not pull images (--pull-images)", operation="create_container",
-                                    permanent=True, details={"image": image})
+                                    permanent=True, details={"image": image}) from failure
             await self.pull(image)
-        container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+            container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
+        managed_id = (body.get("Labels") or {}).get(labels.CONTAINER_ID)
+        if managed_id:
+            self.index.add(managed_id, container.id)
         return container.id
 
     async def start(self, docker_id: str) -> None:
@@ -193,6 +230,7 @@ class DockerAdapter:
                 if exc.status != 404:  # already gone is what we wanted
                     raise
         await self._call("delete_container", call)
+        self.index.discard(docker_id)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Docker's event stream for our containers; ends when the daemon goes away."""
@@ -204,12 +242,99 @@ class DockerAdapter:
                 event = await subscriber.get()
                 if event is None:
                     break
+                self.index.event(event)
                 yield event
             if runner.done() and runner.exception():
                 raise classify(runner.exception(), "docker_events")  # type: ignore[arg-type]
         finally:
+            self.index.invalidate()  # events may be missed until the next full list
             runner.cancel()
             try:
                 await runner
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+class ContainerIndex:
+    """managed id -> Docker ids of this instance's containers: the informer pattern.
+
+    Filled by every full list (the resync's), kept current by our own creates
+    and removes and by the event stream's create/destroy events, so a
+    reconcile inspects the containers it knows (one call) instead of listing
+    by label first (two calls, and every list makes the engine walk all of its
+    containers). Until the first full list, and from the moment the event
+    stream drops until the next full list, lookup() answers None and callers
+    list as before. A container created behind our back while the stream was
+    down shows up at the next resync, as before.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, set[str]] = {}
+        self._owner: dict[str, str] = {}
+        self.valid = False
+        self._listings = 0  # full lists in flight
+        self._seq = 0
+        self._log: list[tuple[int, str, str, str]] = []  # changes made while a full list was in flight
+
+    def lookup(self, managed_id: str) -> list[str] | None:
+        return sorted(self._ids.get(managed_id, ())) if self.valid else None
+
+    def add(self, managed_id: str, docker_id: str) -> None:
+        self._apply("add", managed_id, docker_id)
+
+    def discard(self, docker_id: str) -> None:
+        # Logged even when unknown here: a list in flight may still report it.
+        self._apply("discard", self._owner.get(docker_id, ""), docker_id)
+
+    def event(self, event: dict[str, Any]) -> None:
+        action = event.get("Action") or event.get("status")
+        actor = event.get("Actor") or {}
+        docker_id = actor.get("ID") or event.get("id")
+        managed_id = (actor.get("Attributes") or {}).get(labels.CONTAINER_ID)
+        if docker_id and managed_id and action == "create":
+            self.add(managed_id, docker_id)
+        elif docker_id and action == "destroy":
+            self.discard(docker_id)
+
+    def invalidate(self) -> None:
+        self.valid = False
+
+    def listing_started(self) -> int:
+        self._listings += 1
+        return self._seq
+
+    def listing_failed(self) -> None:
+        self._listings -= 1
+
+    def listing_done(self, mark: int, listed: dict[str, list[str]]) -> None:
+        """Replace the index with a full list, replaying what changed while the list was in flight."""
+        self._listings -= 1
+        changes = [c for c in self._log if c[0] > mark]
+        if not self._listings:
+            self._log.clear()
+        self._ids, self._owner = {}, {}
+        for managed_id, docker_ids in listed.items():
+            for docker_id in docker_ids:
+                self._put("add", managed_id, docker_id)
+        for _, op, managed_id, docker_id in changes:
+            self._put(op, managed_id, docker_id)
+        self.valid = True
+
+    def _apply(self, op: str, managed_id: str, docker_id: str) -> None:
+        self._put(op, managed_id, docker_id)
+        if self._listings:
+            self._seq += 1
+            self._log.append((self._seq, op, managed_id, docker_id))
+
+    def _put(self, op: str, managed_id: str, docker_id: str) -> None:
+        if op == "add":
+            self._ids.setdefault(managed_id, set()).add(docker_id)
+            self._owner[docker_id] = managed_id
+            return
+        owner = managed_id or self._owner.get(docker_id, "")
+        ids = self._ids.get(owner)
+        if ids is not None:
+            ids.discard(docker_id)
+            if not ids:
+                del self._ids[owner]
+        self._owner.pop(docker_id, None)

@@ -211,7 +211,9 @@ class LinkManager:
                 raise LinkFailure("socket_error", "the container is not reading its link; link reset")
             try:
                 writer.write(frame)
-                await asyncio.wait_for(writer.drain(), self.send_timeout)
+                if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+                    # Only a frame the kernel did not take at once needs waiting for (wait_for costs a task).
+                    await asyncio.wait_for(writer.drain(), self.send_timeout)
             except TimeoutError:
                 raise LinkFailure("socket_timeout_error",
                                   f"the container did not read the message within {self.send_timeout:g} s") from None

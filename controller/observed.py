@@ -87,3 +87,37 @@ class Observed:
             health=health,
             image=config.get("Image", ""),
         )
+
+
+def health_from_status_text(text: str) -> str | None:
+    """The HEALTHCHECK verdict inside a container list entry's Status ("Up 2 minutes (healthy)")."""
+    if "(health: starting)" in text:
+        return "starting"
+    if "(unhealthy)" in text:
+        return "unhealthy"
+    if "(healthy)" in text:
+        return "healthy"
+    return None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry of Docker's container list: enough to tell whether what we inspected last still holds."""
+
+    docker_id: str
+    managed_id: str
+    status: str
+    health: str | None
+
+    @property
+    def api_state(self) -> str:
+        return API_STATES.get(self.status, self.status)
+
+    @classmethod
+    def from_list(cls, entry: dict[str, Any]) -> "Listed":
+        return cls(docker_id=entry.get("Id", ""), managed_id=(entry.get("Labels") or {}).get(labels.CONTAINER_ID, ""),
+                   status=entry.get("State", "unknown"), health=health_from_status_text(entry.get("Status") or ""))
+
+    def matches(self, observed: Observed) -> bool:
+        return (self.docker_id == observed.docker_id and self.status == observed.status
+                and self.health == observed.health)

@@ -7,6 +7,7 @@ second per container).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Callable, Protocol
 from controller.cgroup_stats import CgroupStats
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.events import EventSink
-from controller.observed import ABSENT, Observed
+from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
 from controller.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
@@ -74,6 +75,7 @@ class StatusReader:
         self.store, self.reconciler, self.docker, self.links = store, reconciler, docker, links
         self._stats_slots = asyncio.Semaphore(stats_concurrency)
         self._cgroups = CgroupStats()
+        self.last_round_ms: dict[str, float] = {}  # where the last status round's time went
 
     async def _usage(self, observed: Observed | None) -> dict[str, Any]:
         if observed is None or not observed.running or not self.reconciler.engine.available:
@@ -98,9 +100,66 @@ class StatusReader:
         usage = await self._usage(known.observed if known is not None else None)
         # State is read after the (possibly slow) stats so the report is never older than its numbers.
         observed = await self.reconciler.refresh(record.id)
-        engine_up = self.reconciler.engine.available
         if (known is None or known.observed is None) and observed is not None and observed.running:
             usage = await self._usage(observed)  # first look at this container: no earlier id to sample
+        return self._build(record, observed, usage)
+
+    async def statuses(self, records: list[Record]) -> list[ContainerStatus | BaseException]:
+        """Every record's status for the periodic round: one Docker list call in all, not an inspect each.
+
+        The controller's last inspect of a container (kept current by Docker's
+        event stream and the resync) is reused when the list shows that same
+        container in the same state and health; only a container that changed is
+        inspected again (and its key queued, as refresh() does). Resource usage of
+        all running containers is read from cgroups in one worker-thread hop.
+        """
+        if not self.reconciler.engine.available:  # nothing to ask Docker: status() reports "unknown" at once
+            return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
+        started = time.perf_counter()
+        try:
+            listing = await self.docker.list_managed()
+        except DockerFailure as failure:
+            log.warning("status round falls back to one inspect per container: %s", failure.message)
+            return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
+        listed: dict[str, list[Listed]] = {}
+        for entry in listing:
+            listed.setdefault(entry.managed_id, []).append(entry)
+
+        async def current(record: Record) -> Observed | None:
+            known = self.reconciler.known(record.id)
+            seen = listed.get(record.id, [])
+            if known is not None and known.observed is not None and any(e.matches(known.observed) for e in seen):
+                return known.observed
+            if known is not None and known.state == ABSENT and not seen:
+                return None  # known to be absent and still absent
+            return await self.reconciler.refresh(record.id)
+        listed_at = time.perf_counter()
+        observed = await asyncio.gather(*(current(r) for r in records), return_exceptions=True)
+        checked_at = time.perf_counter()
+
+        running = {o.docker_id: o for o in observed if isinstance(o, Observed) and o.running}
+        stamp = iso_now()
+        usage: dict[str, dict[str, Any] | None] = await self._cgroups.usage_many(
+            [(o.docker_id, o.pid) for o in running.values()], stamp) if running else {}
+        slow = [docker_id for docker_id, value in usage.items() if value is None]  # cgroups not visible: Docker's API
+        for docker_id, value in zip(slow, await asyncio.gather(*(self._usage(running[d]) for d in slow))):
+            usage[docker_id] = value
+        sampled_at = time.perf_counter()
+        self.last_round_ms = {"list": round((listed_at - started) * 1000, 1),
+                              "inspect_changed": round((checked_at - listed_at) * 1000, 1),
+                              "usage": round((sampled_at - checked_at) * 1000, 1)}
+        results: list[ContainerStatus | BaseException] = []
+        for record, seen in zip(records, observed):
+            if isinstance(seen, BaseException):
+                results.append(seen)
+                continue
+            results.append(self._build(record, seen, (usage.get(seen.docker_id) if seen else None)
+                                       or resource_usage(None, stamp)))
+        return results
+
+    def _build(self, record: Record, observed: Observed | None, usage: dict[str, Any]) -> ContainerStatus:
+        known = self.reconciler.known(record.id)
+        engine_up = self.reconciler.engine.available
         if observed is None or not observed.running or not engine_up:
             usage = resource_usage(None, usage["timestamp"])
         now = time.time()
@@ -127,6 +186,22 @@ class StatusReader:
         )
 
 
+@dataclass
+class RoundTiming:
+    """When one status round was due, and when its statuses were read and delivered (wall clock)."""
+
+    tick: float
+    containers: int = 0
+    collected: float | None = None
+    delivered: float | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tick": self.tick, "containers": self.containers, "collected": self.collected,
+                "delivered": self.delivered, "phases_ms": self.phases_ms,
+                "delivered_after_tick_ms": round((self.delivered - self.tick) * 1000, 1) if self.delivered else None}
+
+
 class StatusLoop:
     """Every `interval` seconds, one container_status_update per managed container."""
 
@@ -134,6 +209,7 @@ class StatusLoop:
                  listening: Callable[[], bool]) -> None:
         self.reader, self.store, self.sink, self.interval, self.listening = reader, store, sink, interval, listening
         self._task: asyncio.Task[None] | None = None
+        self.timings: collections.deque[RoundTiming] = collections.deque(maxlen=16)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-loop")
@@ -143,9 +219,11 @@ class StatusLoop:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def round(self) -> list[ContainerStatus]:
+    async def round(self, timing: RoundTiming | None = None) -> list[ContainerStatus]:
+        timing = timing or RoundTiming(tick=time.time())
+        started = time.time()
         records = list(self.store.records())
-        results = await asyncio.gather(*(self.reader.status(r) for r in records), return_exceptions=True)
+        results = await self.reader.statuses(records)
         self.reader.forget_stats({s.docker_id for s in results if isinstance(s, ContainerStatus) and s.docker_id})
         statuses = []
         for record, result in zip(records, results):
@@ -153,7 +231,14 @@ class StatusLoop:
                 log.warning("status of %s unavailable: %r", record.id, result)
                 continue
             statuses.append(result)
-            self.sink.publish(StatusReport(result))
+        timing.containers, timing.collected = len(statuses), time.time()
+        timing.phases_ms = {**self.reader.last_round_ms, "started_after_tick": round((started - timing.tick) * 1000, 1)}
+        self.timings.append(timing)
+
+        def delivered() -> None:
+            timing.delivered = time.time()
+        for i, status in enumerate(statuses):
+            self.sink.publish(StatusReport(status), delivered if i == len(statuses) - 1 else None)
         return statuses
 
     async def _run(self) -> None:
@@ -161,10 +246,11 @@ class StatusLoop:
         next_tick = loop.time() + self.interval
         while True:
             await asyncio.sleep(max(next_tick - loop.time(), 0))
+            due = time.time() - (loop.time() - next_tick)  # the tick in wall-clock time: lateness counts
             next_tick += self.interval
             if self.listening() and len(self.store):
                 try:
-                    await self.round()
+                    await self.round(RoundTiming(tick=due))
                 except Exception:
                     log.exception("status round failed")
             next_tick = max(next_tick, loop.time())

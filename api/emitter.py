@@ -1,0 +1,51 @@
+"""Emitting Socket.IO events without one asyncio task per recipient.
+
+python-socketio's `AsyncServer.emit()` creates a task for every recipient and
+waits for all of them, even though each one only puts a frame on that
+client's Engine.IO queue. With every container message broadcast to every
+client (the API reference's `message_received`), that was most of the
+manager's CPU per message. Here the event is encoded once with the server's
+own packet class and the text frame is handed to each client's Engine.IO
+socket (`eio.send`, a queue put that does not block): the same bytes on the
+wire, in the same per-client order. Binary payloads (never produced by the
+manager) go through `sio.emit` unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+from socketio import packet
+
+
+class Emitter:
+    def __init__(self, sio: socketio.AsyncServer, namespace: str = "/") -> None:
+        self.sio, self.namespace = sio, namespace
+
+    async def emit(self, event: str, payload: Any, to: str | None = None) -> None:
+        """`event` to one client (`to`, a Socket.IO sid) or to every connected client."""
+        encoded = self.sio.packet_class(packet.EVENT, namespace=self.namespace, data=[event, payload]).encode()
+        if not isinstance(encoded, str):
+            await self.sio.emit(event, payload, to=to, namespace=self.namespace)
+            return
+        if to is None:
+            recipients = [eio_sid for _, eio_sid in self.sio.manager.get_participants(self.namespace, None)]
+        else:
+            eio_sid = self.sio.manager.eio_sid_from_sid(to, self.namespace)
+            recipients = [eio_sid] if eio_sid is not None else []
+        for eio_sid in recipients:
+            await self.sio.eio.send(eio_sid, encoded)
+
+    def backlogs(self) -> dict[str, int]:
+        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
+
+        Reads python-engineio's per-client queues; empty if those internals ever differ.
+        """
+        sockets = getattr(self.sio.eio, "sockets", None) or {}
+        result = {}
+        for eio_sid, socket in list(sockets.items()):
+            queue = getattr(socket, "queue", None)
+            sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
+            if queue is not None and sid is not None:
+                result[sid] = queue.qsize()
+        return result

@@ -1,0 +1,48 @@
+"""Target 3: send_message ping until its message_received pong, with 1 client and with 10."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bench.load import closed_loop, sequential
+from bench.processes import cpu_percent, cpu_seconds
+from bench.session import Session
+from bench.stats import summarize
+
+
+async def rtt(session: Session, count: int) -> dict[str, Any]:
+    container_id = session.running[0]
+    await sequential(lambda: session.main.ping(container_id), 0, warmup=min(100, count))
+    session.main.splits = []
+    samples = await sequential(lambda: session.main.ping(container_id), count)
+    splits, session.main.splits = session.main.splits, None
+    return {**summarize(s * 1000 for s in samples), "to_runtime_p50": _p50(a for a, _ in splits),
+            "from_runtime_p50": _p50(b for _, b in splits)}
+
+
+def _p50(values: Any) -> float | None:
+    summary = summarize(v * 1000 for v in values)
+    return summary.get("p50")
+
+
+async def target(session: Session) -> dict[str, Any]:
+    clients = session.sizes.clients
+    one = await rtt(session, session.sizes.pings)
+    async with session.clients(clients) as connected:
+        targets = session.running[:clients]
+        workers = [lambda c=c, t=t: c.ping(t) for c, t in zip(connected, targets)]
+        for client in connected:
+            client.splits = []
+        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+        before = cpu_seconds([session.manager.pid, os.getpid()])
+        load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
+        after = cpu_seconds([session.manager.pid, os.getpid()])
+        manager_cpu_s = after.seconds[session.manager.pid] - before.seconds[session.manager.pid]
+    return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
+            "throughput_rtt_ms": {**summarize(s * 1000 for s in load.latencies),
+                                  "to_runtime_p50": _p50(a for c in connected for a, _ in c.splits or []),
+                                  "from_runtime_p50": _p50(b for c in connected for _, b in c.splits or [])},
+            "throughput_errors": load.errors,
+            "load_manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
+            "load_manager_cpu_ms_per_rt": round(manager_cpu_s * 1000 / max(load.completed, 1), 3),
+            "load_bench_cpu_percent": cpu_percent(before, after, os.getpid())}

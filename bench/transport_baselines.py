@@ -1,0 +1,132 @@
+"""Same-run baselines for messages: bare Socket.IO and a bare AF_UNIX echo, no manager in between."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from bench.load import closed_loop, sequential
+from bench.processes import Child, cpu_seconds, free_port
+from bench.stats import summarize
+from flow_runtime.framing import encode, read_frame
+
+
+async def unix_echo(workdir: Path, count: int) -> dict[str, Any]:
+    """Round trips of one framed JSON message to an echo process over AF_UNIX (what a link costs at least)."""
+    path = workdir / "echo.sock"
+    server = Child(["-m", "bench.echo_servers", "unix", str(path)], workdir / "echo-unix.log")
+    server.start()
+    try:
+        for _ in range(200):
+            if path.exists():
+                break
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        frame = encode({"command": "ping"})
+
+        async def round_trip() -> float:
+            started = time.perf_counter()
+            writer.write(frame)
+            await read_frame(reader)
+            return time.perf_counter() - started
+        samples = await sequential(round_trip, count, warmup=100)
+        writer.close()
+        return {"rtt_ms": summarize(s * 1000 for s in samples)}
+    finally:
+        server.stop()
+
+
+async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
+    """ping -> pong with the reference runtime (flow_runtime, run on the host) over AF_UNIX: a link's far end.
+
+    Against unix_echo this isolates what the runtime itself adds to a round trip.
+    """
+    path = workdir / "runtime.sock"
+    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
+        asyncio.get_running_loop().create_future()
+
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not connected.done():
+            connected.set_result((reader, writer))
+    server = await asyncio.start_unix_server(accept, path=str(path))
+    (workdir / "no-code").mkdir(exist_ok=True)
+    runtime = Child(["-m", "flow_runtime"], workdir / "runtime.log",
+                    env={"FLOW_LINK": str(path), "FLOW_CODE_DIR": str(workdir / "no-code"), "FLOW_LOG_LEVEL": "WARNING"})
+    runtime.start()
+    try:
+        reader, writer = await asyncio.wait_for(connected, 30)
+        await read_frame(reader)  # flow.hello
+        frame = encode({"command": "ping"})
+
+        async def round_trip() -> float:
+            started = time.perf_counter()
+            writer.write(frame)
+            await read_frame(reader)
+            return time.perf_counter() - started
+        samples = await sequential(round_trip, count, warmup=100)
+        writer.close()
+        return {"rtt_ms": summarize(s * 1000 for s in samples)}
+    finally:
+        runtime.stop()
+        server.close()
+
+
+async def socketio_baselines(workdir: Path, count: int, clients: int, duration: float) -> dict[str, Any]:
+    """call() round trip with one client, and throughput when every reply is broadcast to all clients."""
+    port = free_port()
+    server = Child(["-m", "bench.echo_servers", "socketio", str(port)], workdir / "echo-socketio.log", port)
+    server.start()
+    connected: list[socketio.AsyncClient] = []
+    try:
+        one = socketio.AsyncClient(reconnection=False)
+        await one.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+        connected.append(one)
+
+        async def call() -> float:
+            started = time.perf_counter()
+            await one.call("echo", {"command": "ping"}, timeout=10)
+            return time.perf_counter() - started
+        rtt = await sequential(call, count, warmup=100)
+
+        workers = []
+        for i in range(clients - 1):
+            extra = socketio.AsyncClient(reconnection=False)
+            await extra.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+            connected.append(extra)
+        for i, client in enumerate(connected):
+            workers.append(_broadcast_round_trip(client, i))
+        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+        before = cpu_seconds([server.pid])
+        load = await closed_loop(workers, duration, warmup=0)
+        after = cpu_seconds([server.pid])
+        server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
+        return {"socketio_rtt_ms": summarize(s * 1000 for s in rtt),
+                "socketio_broadcast_per_s": round(load.per_second, 1),
+                "socketio_broadcast_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
+                "socketio_broadcast_rtt_ms": summarize(s * 1000 for s in load.latencies),
+                "socketio_broadcast_clients": clients, "socketio_broadcast_errors": load.errors}
+    finally:
+        for client in connected:
+            await client.disconnect()
+        server.stop()
+
+
+def _broadcast_round_trip(client: socketio.AsyncClient, me: int):  # type: ignore[no-untyped-def]
+    """One client's round trip: emit, wait for the broadcast carrying its own id (others' are ignored)."""
+    waiting: dict[str, asyncio.Future[float]] = {}
+
+    def on_pong(data: dict[str, Any]) -> None:
+        if data.get("client") == me and (waiter := waiting.pop("next", None)) and not waiter.done():
+            waiter.set_result(time.perf_counter())
+    client.on("pong", on_pong)
+
+    async def round_trip() -> float:
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiting["next"] = waiter
+        started = time.perf_counter()
+        await client.emit("broadcast", {"client": me, "command": "ping"})
+        return await asyncio.wait_for(waiter, 10) - started
+    return round_trip
