@@ -155,6 +155,9 @@ class Reconciler:
         state = self.keys.setdefault(key, KeyState())
         unreachable = isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable"
         state.unreachable_strikes = state.unreachable_strikes + 1 if unreachable else 0
+        if isinstance(exc, DockerFailure):
+            log.info("reconcile of %s failed (%s, %s): %s", key, exc.error_type,
+                     "permanent" if exc.permanent else "will retry", exc.message)
         if isinstance(exc, DockerFailure) and unreachable and (not self.engine.available
                                                                or state.unreachable_strikes == 1):
             # Most likely the engine went away: its watch reports that once for everyone (and requeues every

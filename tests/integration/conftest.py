@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Generator, Iterator
 
 import aiodocker
 import pytest
@@ -19,6 +19,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    """A failed test shows the end of the logs of the servers it talked to: a flaky failure in CI is
+    otherwise gone with the machine."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    logs: list[Path] = []
+    for key in ("tmp_path", "workdir"):
+        directory = funcargs.get(key)
+        if isinstance(directory, Path):
+            logs += sorted(directory.glob("server-*.log"))
+    for path in logs:
+        text = path.read_text(errors="replace")
+        report.sections.append((f"server log {path.name} (last 8000 characters)", text[-8000:]))
 
 
 @pytest.fixture(scope="session")
