@@ -27,6 +27,8 @@ PUMP_SLICE = 0.002  # seconds of emitting before the pump lets other callbacks r
 CLIENT_BACKLOG_HIGH = 256  # frames queued for one client: past this, deliveries are confirmed only once it drains
 CLIENT_BACKLOG_LOW = 64
 CLIENT_STUCK_AFTER = 10.0  # seconds a client may hold the others back before it is no longer waited for
+# (event name, payload, callback once emitted, recipients: None for every client)
+Outgoing = tuple[str, dict[str, Any], Callable[[], None] | None, list[str] | None]
 
 
 class Broadcaster:
@@ -34,7 +36,9 @@ class Broadcaster:
         self.sio = sio
         self.emitter = Emitter(sio)
         self.clients: set[str] = set()
-        self._outbox: asyncio.Queue[tuple[str, dict[str, Any], Callable[[], None] | None]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        # Extension `subscribe_messages`: sid -> the containers whose message_received it wants (absent: all).
+        self.message_filters: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._throttle = ActivityThrottle(self._enqueue_activity, activity_window)
         self._unconfirmed: collections.deque[Callable[[], None]] = collections.deque()
@@ -68,8 +72,27 @@ class Broadcaster:
             name, payload = "container_status_update", payloads.status_update(event.status)
         else:
             name, payload = payloads.event(event)
-        self._outbox.put_nowait((name, payload, on_sent))
+        recipients = self.message_recipients(payload["container_id"]) if name == "message_received" else None
+        self._outbox.put_nowait((name, payload, on_sent, recipients))
         return True
+
+    def subscribe(self, sid: str, container_ids: frozenset[str] | None) -> None:
+        """Only these containers' `message_received` for this client from now on (None: every container's)."""
+        if container_ids is None:
+            self.message_filters.pop(sid, None)
+        else:
+            self.message_filters[sid] = container_ids
+
+    def forget(self, sid: str) -> None:
+        self.clients.discard(sid)
+        self.message_filters.pop(sid, None)
+
+    def message_recipients(self, container_id: str) -> list[str] | None:
+        """The clients a container's message goes to; None when no client narrowed its subscription."""
+        if not self.message_filters:
+            return None
+        filters = self.message_filters
+        return [sid for sid in self.clients if sid not in filters or container_id in filters[sid]]
 
     def _confirm(self, on_sent: Callable[[], None]) -> None:
         """Tell the publisher its event is delivered, or wait until no client lags far behind.
@@ -112,14 +135,14 @@ class Broadcaster:
 
     def _enqueue_activity(self, activity: Activity) -> None:
         if self.clients:
-            self._outbox.put_nowait((*payloads.event(activity), None))
+            self._outbox.put_nowait((*payloads.event(activity), None, None))
 
     async def _pump(self) -> None:
         last_yield = time.perf_counter()
         while True:
-            name, payload, on_sent = await self._outbox.get()
+            name, payload, on_sent, recipients = await self._outbox.get()
             try:
-                await self.emitter.emit(name, payload)
+                await self.emitter.emit(name, payload, to=recipients)
             except Exception:
                 log.exception("emitting %s failed", name)
             if on_sent is not None:

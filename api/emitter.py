@@ -12,7 +12,7 @@ manager) go through `sio.emit` unchanged.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import socketio
 from socketio import packet
@@ -22,17 +22,19 @@ class Emitter:
     def __init__(self, sio: socketio.AsyncServer, namespace: str = "/") -> None:
         self.sio, self.namespace = sio, namespace
 
-    async def emit(self, event: str, payload: Any, to: str | None = None) -> None:
-        """`event` to one client (`to`, a Socket.IO sid) or to every connected client."""
+    async def emit(self, event: str, payload: Any, to: str | Collection[str] | None = None) -> None:
+        """`event` to one client (`to`, a Socket.IO sid), to several (a collection of sids) or to every one."""
         encoded = self.sio.packet_class(packet.EVENT, namespace=self.namespace, data=[event, payload]).encode()
         if not isinstance(encoded, str):
-            await self.sio.emit(event, payload, to=to, namespace=self.namespace)
+            for sid in [to] if isinstance(to, str) else (to if to is not None else [None]):
+                await self.sio.emit(event, payload, to=sid, namespace=self.namespace)
             return
         if to is None:
             recipients = [eio_sid for _, eio_sid in self.sio.manager.get_participants(self.namespace, None)]
         else:
-            eio_sid = self.sio.manager.eio_sid_from_sid(to, self.namespace)
-            recipients = [eio_sid] if eio_sid is not None else []
+            found = (self.sio.manager.eio_sid_from_sid(sid, self.namespace) for sid in ([to] if isinstance(to, str)
+                                                                                        else to))
+            recipients = [eio_sid for eio_sid in found if eio_sid is not None]
         for eio_sid in recipients:
             await self.sio.eio.send(eio_sid, encoded)
 

@@ -24,7 +24,7 @@ from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
 from api.packet_gate import REJECTED_EVENT
 from api.policy import PolicyViolation, RequestPolicy
-from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, UpdateContainer
+from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
 from controller.reconciler import UNKNOWN
@@ -59,7 +59,7 @@ class Handlers:
     def register(self) -> None:
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
-        routes: dict[str, tuple[str, type[BaseModel], Callable[[Any], Awaitable[dict[str, Any]]]]] = {
+        routes: dict[str, tuple[str, type[BaseModel], Callable[..., Awaitable[dict[str, Any]]]]] = {
             "create_container": ("container_created", CreateContainer, self.create),
             "start_container": ("container_started", ContainerRef, self.start),
             "stop_container": ("container_stopped", ContainerRef, self.stop),
@@ -69,6 +69,8 @@ class Handlers:
             "send_message": ("message_sent", SendMessage, self.send_message),
             "get_container_status": ("container_status", ContainerRef, self.status),
             "list_containers": ("container_list", ListContainers, self.list),
+            # extension: narrow this client's message_received to some containers
+            "subscribe_messages": ("messages_subscribed", SubscribeMessages, self.subscribe_messages),
         }
         for operation, (response, model, action) in routes.items():
             self.sio.on(operation, self._route(operation, response, model, action))
@@ -88,7 +90,7 @@ class Handlers:
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
-        self.broadcaster.clients.discard(sid)
+        self.broadcaster.forget(sid)
         self.limiter.forget(sid)
 
     # -- requests that never reach a model ----------------------------------------
@@ -132,7 +134,7 @@ class Handlers:
 
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, response: str, model: type[M],
-               action: Callable[[M], Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+               action: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
             data = args[0] if args else None
             reference = data.get("container_id") if isinstance(data, dict) else None
@@ -144,7 +146,7 @@ class Handlers:
                 if len(args) > 1:
                     raise ApiError("validation_error", f"one argument expected, got {len(args)}", field="(request)")
                 request = model.model_validate({} if data is None and model is ListContainers else data)
-                payload = await action(request)
+                payload = await (action(request, sid) if model is SubscribeMessages else action(request))
             except ValidationError as exc:
                 error = from_validation(exc)
             except PolicyViolation as exc:
@@ -286,6 +288,15 @@ class Handlers:
         self.broadcaster.publish(Activity("message_sent", record.id, f"Message sent to container {record.spec.name}",
                                           {"command": command if isinstance(command, str) else None}))
         return {"container_id": record.id, "message": request.message, "status": "sent"}
+
+    async def subscribe_messages(self, request: SubscribeMessages, sid: str) -> dict[str, Any]:
+        """Every reference must name a managed container (ids or names); the answer lists their ids."""
+        if request.container_ids is None:
+            self.broadcaster.subscribe(sid, None)
+            return {"container_ids": None}
+        ids = sorted({self._record(reference).id for reference in request.container_ids})
+        self.broadcaster.subscribe(sid, frozenset(ids))
+        return {"container_ids": ids}
 
     async def delete(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.DELETED)

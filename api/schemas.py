@@ -112,6 +112,15 @@ class ListContainers(Request):
     pass
 
 
+MAX_SUBSCRIPTIONS = 1000
+
+
+class SubscribeMessages(Request):
+    """Extension: which containers' `message_received` this client wants; None (the default) is all."""
+
+    container_ids: Annotated[list[Reference], Field(max_length=MAX_SUBSCRIPTIONS)] | None = None
+
+
 def _depth(value: Any, level: int = 1) -> int:
     if level > MAX_MESSAGE_DEPTH:
         return level

@@ -3,7 +3,9 @@
 `python -m bench.echo_servers socketio PORT`: python-socketio on uvicorn
 configured exactly as `flow-manager serve` is (ASGI, websockets, uvloop when
 installed): `echo` answers with its argument (acknowledgement), `broadcast`
-emits `pong` with its argument to every client, like `message_received`.
+emits `pong` with its argument to every client, like `message_received`;
+`unicast` emits it to the sender only, like `message_received` to clients
+that used the `subscribe_messages` extension.
 `python -m bench.echo_servers unix PATH`: an AF_UNIX server speaking the
 links' framing (4-byte length + JSON) that echoes every frame, standing in for
 the runtime on the other end of a link.
@@ -30,6 +32,10 @@ def serve_socketio(port: int) -> None:
     @sio.on("broadcast")
     async def broadcast(sid: str, data: Any = None) -> None:
         await sio.emit("pong", data)
+
+    @sio.on("unicast")
+    async def unicast(sid: str, data: Any = None) -> None:
+        await sio.emit("pong", data, to=sid)
 
     uvicorn.run(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                 ws="websockets")

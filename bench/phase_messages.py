@@ -38,11 +38,23 @@ async def target(session: Session) -> dict[str, Any]:
         load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
         after = cpu_seconds([session.manager.pid, os.getpid()])
         manager_cpu_s = after.seconds[session.manager.pid] - before.seconds[session.manager.pid]
+        # The same load with each client subscribed (extension subscribe_messages) to its own container only.
+        for client, target_id in zip(connected, targets):
+            await client.call("subscribe_messages", {"container_ids": [target_id]})
+        await closed_loop(workers, 1.0, warmup=0)
+        narrow_before = cpu_seconds([session.manager.pid])
+        narrow = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
+        narrow_after = cpu_seconds([session.manager.pid])
+        narrow_cpu_s = narrow_after.seconds[session.manager.pid] - narrow_before.seconds[session.manager.pid]
     return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
             "throughput_rtt_ms": {**summarize(s * 1000 for s in load.latencies),
                                   "to_runtime_p50": _p50(a for c in connected for a, _ in c.splits or []),
                                   "from_runtime_p50": _p50(b for c in connected for _, b in c.splits or [])},
             "throughput_errors": load.errors,
+            "subscribed_throughput_per_s": round(narrow.per_second, 1),
+            "subscribed_throughput_rtt_ms": summarize(s * 1000 for s in narrow.latencies),
+            "subscribed_throughput_errors": narrow.errors,
+            "subscribed_manager_cpu_ms_per_rt": round(narrow_cpu_s * 1000 / max(narrow.completed, 1), 3),
             "load_manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
             "load_manager_cpu_ms_per_rt": round(manager_cpu_s * 1000 / max(load.completed, 1), 3),
             "load_bench_cpu_percent": cpu_percent(before, after, os.getpid())}

@@ -75,7 +75,7 @@ async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
 
 
 async def socketio_baselines(workdir: Path, count: int, clients: int, duration: float) -> dict[str, Any]:
-    """call() round trip with one client, and throughput when every reply is broadcast to all clients."""
+    """call() round trip with one client; throughput with every reply broadcast to all clients, and to its sender only."""
     port = free_port()
     server = Child(["-m", "bench.echo_servers", "socketio", str(port)], workdir / "echo-socketio.log", port)
     server.start()
@@ -96,26 +96,30 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
             extra = socketio.AsyncClient(reconnection=False)
             await extra.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
             connected.append(extra)
-        for i, client in enumerate(connected):
-            workers.append(_broadcast_round_trip(client, i))
-        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
-        before = cpu_seconds([server.pid])
-        load = await closed_loop(workers, duration, warmup=0)
-        after = cpu_seconds([server.pid])
-        server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
-        return {"socketio_rtt_ms": summarize(s * 1000 for s in rtt),
-                "socketio_broadcast_per_s": round(load.per_second, 1),
-                "socketio_broadcast_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
-                "socketio_broadcast_rtt_ms": summarize(s * 1000 for s in load.latencies),
-                "socketio_broadcast_clients": clients, "socketio_broadcast_errors": load.errors}
+        results: dict[str, Any] = {"socketio_rtt_ms": summarize(s * 1000 for s in rtt)}
+        for event in ("broadcast", "unicast"):
+            workers = [_round_trip(client, i, event) for i, client in enumerate(connected)]
+            await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+            before = cpu_seconds([server.pid])
+            load = await closed_loop(workers, duration, warmup=0)
+            after = cpu_seconds([server.pid])
+            server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
+            results.update({
+                f"socketio_{event}_per_s": round(load.per_second, 1),
+                f"socketio_{event}_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
+                f"socketio_{event}_rtt_ms": summarize(s * 1000 for s in load.latencies),
+                f"socketio_{event}_clients": clients, f"socketio_{event}_errors": load.errors})
+            for client in connected:
+                client.handlers.get("/", {}).pop("pong", None)
+        return results
     finally:
         for client in connected:
             await client.disconnect()
         server.stop()
 
 
-def _broadcast_round_trip(client: socketio.AsyncClient, me: int):  # type: ignore[no-untyped-def]
-    """One client's round trip: emit, wait for the broadcast carrying its own id (others' are ignored)."""
+def _round_trip(client: socketio.AsyncClient, me: int, event: str):  # type: ignore[no-untyped-def]
+    """One client's round trip: emit, wait for the pong carrying its own id (others' broadcasts are ignored)."""
     waiting: dict[str, asyncio.Future[float]] = {}
 
     def on_pong(data: dict[str, Any]) -> None:
@@ -127,6 +131,6 @@ def _broadcast_round_trip(client: socketio.AsyncClient, me: int):  # type: ignor
         waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         waiting["next"] = waiter
         started = time.perf_counter()
-        await client.emit("broadcast", {"client": me, "command": "ping"})
+        await client.emit(event, {"client": me, "command": "ping"})
         return await asyncio.wait_for(waiter, 10) - started
     return round_trip

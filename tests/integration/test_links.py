@@ -41,6 +41,35 @@ async def ping(client: Client, cid: str) -> dict:
                                  count=before + 1, timeout=10)
 
 
+async def test_subscribe_messages_narrows_one_clients_message_received(server, client: Client):
+    """Extension: a client that subscribes to some containers gets only their messages; others still get all."""
+    narrow = await Client().connect(server.url)
+    try:
+        first, second = await running_with_link(client), await running_with_link(client)
+        answer = await narrow.call("subscribe_messages", {"container_ids": [first["name"]]})  # a name resolves to its id
+        assert answer == {"container_ids": [first["container_id"]]}
+        await narrow.wait_for("messages_subscribed", None)
+        unknown = await narrow.call("subscribe_messages", {"container_ids": ["no-such-container"]})
+        assert unknown["error_type"] == "container_not_found"
+        malformed = await narrow.call("subscribe_messages", {"container_ids": "everything"})
+        assert malformed["error_type"] == "validation_error" and malformed["details"]["field"] == "container_ids"
+
+        await ping(client, second["container_id"])  # the default client still hears every container
+        await ping(client, first["container_id"])
+        await narrow.wait_for("message_received", first["container_id"], lambda m: m["message"]["command"] == "pong")
+        await asyncio.sleep(0.3)
+        assert not narrow.of("message_received", second["container_id"]), \
+            "not subscribed to the second container (and the refused requests changed nothing)"
+
+        assert await narrow.call("subscribe_messages", {"container_ids": None}) == {"container_ids": None}
+        await ping(client, second["container_id"])
+        await narrow.wait_for("message_received", second["container_id"], lambda m: m["message"]["command"] == "pong")
+        for created in (first, second):
+            await client.call("delete_container", {"container_id": created["container_id"]})
+    finally:
+        await narrow.close()
+
+
 async def test_ping_pong_reaches_every_client(server, client: Client, docker: aiodocker.Docker):
     other = await Client().connect(server.url)
     try:

@@ -32,8 +32,10 @@ def _results(**overrides):
     results = {
         "intent": {"manager_ms": {"p50": 110.0}, "direct_same_body_ms": {"p50": 100.0}},
         "fanout": {"manager_s": 13.0, "direct_s": 10.0},
-        "messages": {"rtt_ms": {"p50": 1.2, "p99": 4.0}, "throughput_per_s": 2500.0},
-        "baselines": {"socketio_rtt_ms": {"p50": 0.4, "p99": 1.0}, "socketio_broadcast_per_s": 3000.0},
+        "messages": {"rtt_ms": {"p50": 1.2, "p99": 4.0}, "throughput_per_s": 2500.0,
+                     "subscribed_throughput_per_s": 1800.0},
+        "baselines": {"socketio_rtt_ms": {"p50": 0.4, "p99": 1.0}, "socketio_broadcast_per_s": 3000.0,
+                      "socketio_unicast_per_s": 4000.0},
         "status_scale": {"worst_round_ms": 120.0, "containers": 200, "manager_cpu_percent": 1.0,
                          "dockerd_cpu_percent": 3.0},
         "churn": {"max_loop_lag_ms": 20.0, "canary_max_lag_ms": 10.0, "list_ms": {"p50": 2.0, "p99": 8.0},
@@ -50,6 +52,7 @@ def test_every_target_evaluates_with_its_baseline():
     assert rows["1"].ratio == 1.1 and rows["1"].passed is True
     assert rows["2"].ratio == 1.3 and rows["2"].passed is False, "fan-out over 1.25x fails"
     assert rows["3c"].passed is True and rows["3c"].ratio == pytest.approx(0.833)
+    assert rows["3c+"].passed is False and rows["3c+"].ratio == pytest.approx(0.45), "1800/s is under 2000/s"
     assert rows["4a"].ratio is None, "a count beside a time is context, not a ratio"
     assert all(row.passed is not None for row in rows.values())
 
