@@ -80,6 +80,11 @@ async def target(session: Session) -> dict[str, Any]:
     canary_lag = json.loads(out.decode().strip().splitlines()[-1])["window"]
     return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
             "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
+            # the part of the lag the loop thread spent on a CPU (its own work) vs. waiting for one
+            "max_busy_loop_lag_ms": lag["window"].get("max_busy_lag_ms"),
+            "busy_loop_lags_over_50ms": lag["window"].get("busy_lags_over_50ms"),
+            "cpu_during_max_loop_lag_ms": lag["window"].get("cpu_during_max_lag_ms"),
+            "canary_max_busy_lag_ms": canary_lag.get("max_busy_lag_ms"),
             "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
             "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc"),
             "canary_max_lag_ms": canary_lag["max_lag_ms"], "canary_lags_over_50ms": canary_lag["lags_over_50ms"],

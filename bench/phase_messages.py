@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench.load import closed_loop, sequential
-from bench.processes import cpu_percent, cpu_seconds
+from bench.load import LoadResult, closed_loop, sequential
+from bench.processes import container_cpu_seconds, cpu_seconds
 from bench.session import Session
 from bench.stats import summarize
 
@@ -25,6 +25,21 @@ def _p50(values: Any) -> float | None:
     return summary.get("p50")
 
 
+async def _measured(session: Session, workers: list[Any], docker_ids: list[str]) -> tuple[LoadResult, dict[str, float]]:
+    """A closed-loop load, and where its CPU went: manager, this process (the clients), the runtimes."""
+    await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+    runtimes_before = container_cpu_seconds(docker_ids)
+    before = cpu_seconds([session.manager.pid, os.getpid()])
+    load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
+    after = cpu_seconds([session.manager.pid, os.getpid()])
+    spent = {"manager": after.seconds[session.manager.pid] - before.seconds[session.manager.pid],
+             "bench": after.seconds[os.getpid()] - before.seconds[os.getpid()],
+             "runtimes": container_cpu_seconds(docker_ids) - runtimes_before}
+    per_rt = {f"{who}_cpu_ms_per_rt": round(seconds * 1000 / max(load.completed, 1), 3) for who, seconds in spent.items()}
+    percent = {f"{who}_cpu_percent": round(seconds / max(load.seconds, 1e-9) * 100, 2) for who, seconds in spent.items()}
+    return load, {**per_rt, **percent}
+
+
 async def target(session: Session) -> dict[str, Any]:
     clients = session.sizes.clients
     one = await rtt(session, session.sizes.pings)
@@ -33,28 +48,20 @@ async def target(session: Session) -> dict[str, Any]:
         workers = [lambda c=c, t=t: c.ping(t) for c, t in zip(connected, targets)]
         for client in connected:
             client.splits = []
-        await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
-        before = cpu_seconds([session.manager.pid, os.getpid()])
-        load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
-        after = cpu_seconds([session.manager.pid, os.getpid()])
-        manager_cpu_s = after.seconds[session.manager.pid] - before.seconds[session.manager.pid]
+        listing = await session.main.call("list_containers", {})
+        docker_ids = [c["docker_id"] for c in listing["containers"] if c["id"] in targets and c["docker_id"]]
+        load, cpu = await _measured(session, workers, docker_ids)
         # The same load with each client subscribed (extension subscribe_messages) to its own container only.
         for client, target_id in zip(connected, targets):
             await client.call("subscribe_messages", {"container_ids": [target_id]})
-        await closed_loop(workers, 1.0, warmup=0)
-        narrow_before = cpu_seconds([session.manager.pid])
-        narrow = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
-        narrow_after = cpu_seconds([session.manager.pid])
-        narrow_cpu_s = narrow_after.seconds[session.manager.pid] - narrow_before.seconds[session.manager.pid]
+        narrow, narrow_cpu = await _measured(session, workers, docker_ids)
     return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
             "throughput_rtt_ms": {**summarize(s * 1000 for s in load.latencies),
                                   "to_runtime_p50": _p50(a for c in connected for a, _ in c.splits or []),
                                   "from_runtime_p50": _p50(b for c in connected for _, b in c.splits or [])},
-            "throughput_errors": load.errors,
+            "throughput_errors": load.errors, "throughput_cpu": cpu,
+            "load_manager_cpu_percent": cpu["manager_cpu_percent"],
+            "load_manager_cpu_ms_per_rt": cpu["manager_cpu_ms_per_rt"],
             "subscribed_throughput_per_s": round(narrow.per_second, 1),
             "subscribed_throughput_rtt_ms": summarize(s * 1000 for s in narrow.latencies),
-            "subscribed_throughput_errors": narrow.errors,
-            "subscribed_manager_cpu_ms_per_rt": round(narrow_cpu_s * 1000 / max(narrow.completed, 1), 3),
-            "load_manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
-            "load_manager_cpu_ms_per_rt": round(manager_cpu_s * 1000 / max(load.completed, 1), 3),
-            "load_bench_cpu_percent": cpu_percent(before, after, os.getpid())}
+            "subscribed_throughput_errors": narrow.errors, "subscribed_throughput_cpu": narrow_cpu}

@@ -135,3 +135,20 @@ def rss_bytes(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return process.memory_info().rss, peak
+
+
+def container_cpu_seconds(docker_ids: list[str]) -> float:
+    """CPU seconds used so far by these containers together, from their cgroups (v1 or v2; 0 if unreadable)."""
+    total = 0.0
+    for docker_id in docker_ids:
+        for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{docker_id}/cpuacct.usage", 1e-9),
+                            (f"/sys/fs/cgroup/system.slice/docker-{docker_id}.scope/cpu.stat", 1e-6)):
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            if text.startswith("usage_usec"):
+                text = text.split()[1]
+            total += int(text.split()[0]) * scale
+            break
+    return total

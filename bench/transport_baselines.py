@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,15 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
         for event in ("broadcast", "unicast"):
             workers = [_round_trip(client, i, event) for i, client in enumerate(connected)]
             await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
-            before = cpu_seconds([server.pid])
+            before = cpu_seconds([server.pid, os.getpid()])
             load = await closed_loop(workers, duration, warmup=0)
-            after = cpu_seconds([server.pid])
+            after = cpu_seconds([server.pid, os.getpid()])
             server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
+            client_cpu_s = after.seconds[os.getpid()] - before.seconds[os.getpid()]
             results.update({
                 f"socketio_{event}_per_s": round(load.per_second, 1),
                 f"socketio_{event}_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
+                f"socketio_{event}_client_cpu_ms_per_rt": round(client_cpu_s * 1000 / max(load.completed, 1), 3),
                 f"socketio_{event}_rtt_ms": summarize(s * 1000 for s in load.latencies),
                 f"socketio_{event}_clients": clients, f"socketio_{event}_errors": load.errors})
             for client in connected:

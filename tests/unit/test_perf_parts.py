@@ -24,7 +24,24 @@ async def test_loop_monitor_sees_a_blocking_call():
         monitor.stop()
     assert window["max_lag_ms"] >= 100
     assert window["lags_over_50ms"] >= 1
+    assert window["max_busy_lag_ms"] < 50, "a thread asleep is not on a CPU (as one waiting for a CPU)"
     assert monitor.snapshot()["window"]["samples"] <= 1, "reset starts a new window"
+
+
+async def test_loop_monitor_tells_the_loops_own_work_from_waiting():
+    monitor = LoopMonitor(interval=0.005)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.05)
+        until = time.thread_time() + 0.12
+        while time.thread_time() < until:  # 120 ms of CPU-bound work inside one callback
+            pass
+        await asyncio.sleep(0.03)
+        window = monitor.snapshot()["window"]
+    finally:
+        monitor.stop()
+    assert window["max_lag_ms"] >= 100 and window["max_busy_lag_ms"] >= 100
+    assert window["busy_lags_over_50ms"] >= 1 and window["cpu_during_max_lag_ms"] >= 100
 
 
 def test_gc_monitor_times_collections():
