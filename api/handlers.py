@@ -22,6 +22,7 @@ from api.auth import ConnectAuth
 from api.broadcast import Broadcaster
 from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
+from api.metrics import RequestTimings
 from api.packet_gate import REJECTED_EVENT
 from api.policy import PolicyViolation, RequestPolicy
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
@@ -48,12 +49,13 @@ class Handlers:
     def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader,
                  broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore, *,
                  policy: RequestPolicy | None = None, auth: ConnectAuth | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, timings: RequestTimings | None = None) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.links, self.codes = links, codes
         self.policy = policy or RequestPolicy.build()
         self.auth = auth or ConnectAuth()
         self.limiter = limiter or RateLimiter(rate=0, burst=1)
+        self.timings = timings or RequestTimings()
         self.operations: frozenset[str] = frozenset()
 
     def register(self) -> None:
@@ -136,6 +138,13 @@ class Handlers:
     def _route(self, operation: str, response: str, model: type[M],
                action: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return await answer(sid, *args)
+            finally:
+                self.timings.record(operation, time.perf_counter() - started)
+
+        async def answer(sid: str, *args: Any) -> dict[str, Any]:
             data = args[0] if args else None
             reference = data.get("container_id") if isinstance(data, dict) else None
             reference = reference if isinstance(reference, str) and len(reference) <= 128 else None

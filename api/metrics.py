@@ -8,6 +8,7 @@ ask "what was the worst stall during the phase I just ran".
 """
 from __future__ import annotations
 
+import collections
 import os
 import resource
 import time
@@ -36,10 +37,45 @@ def process_figures(started: float) -> dict[str, Any]:
             "cpu_user_s": usage.ru_utime, "cpu_system_s": usage.ru_stime, "uptime_s": time.time() - started}
 
 
+class RequestTimings:
+    """How long each request's handler took, from the moment it ran to its answer being queued, by operation.
+
+    Set beside a client's round trip, it tells the manager's own work apart from time spent before the
+    handler ran (the socket, the event loop's queue, waiting for a CPU).
+    """
+
+    def __init__(self, keep: int = 4096) -> None:
+        self.keep = keep
+        self._samples: dict[str, collections.deque[float]] = {}
+
+    def record(self, operation: str, seconds: float) -> None:
+        samples = self._samples.get(operation)
+        if samples is None:
+            samples = self._samples[operation] = collections.deque(maxlen=self.keep)
+        samples.append(seconds)
+
+    def snapshot(self, reset: bool = False) -> dict[str, dict[str, float]]:
+        result = {}
+        for operation, samples in self._samples.items():
+            ordered = sorted(samples)
+            if not ordered:
+                continue
+
+            def pct(p: float, values: list[float] = ordered) -> float:
+                return round(values[min(int(p / 100 * len(values)), len(values) - 1)] * 1000, 3)
+            result[operation] = {"n": len(ordered), "p50_ms": pct(50), "p99_ms": pct(99),
+                                 "max_ms": round(ordered[-1] * 1000, 3)}
+        if reset:
+            self._samples.clear()
+        return result
+
+
 class Metrics:
     def __init__(self, sio: socketio.AsyncServer, monitor: LoopMonitor, gc_monitor: GcMonitor,
-                 counters: Callable[[], dict[str, Any]], rounds: Callable[[], list[dict[str, Any]]]) -> None:
+                 counters: Callable[[], dict[str, Any]], rounds: Callable[[], list[dict[str, Any]]],
+                 requests: RequestTimings | None = None) -> None:
         self.sio, self.monitor, self.gc_monitor, self.counters, self.rounds = sio, monitor, gc_monitor, counters, rounds
+        self.requests = requests or RequestTimings()
         self.started = time.time()
 
     def register(self) -> None:
@@ -47,7 +83,7 @@ class Metrics:
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         return {"timestamp": time.time(), "loop": self.monitor.snapshot(reset), "gc": self.gc_monitor.snapshot(reset),
-                "process": process_figures(self.started),
+                "process": process_figures(self.started), "requests": self.requests.snapshot(reset),
                 "status_rounds": self.rounds(), **self.counters()}
 
     async def get_metrics(self, sid: str, data: Any = None) -> dict[str, Any]:

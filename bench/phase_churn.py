@@ -87,6 +87,8 @@ async def target(session: Session) -> dict[str, Any]:
             "canary_max_busy_lag_ms": canary_lag.get("max_busy_lag_ms"),
             "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
             "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc"),
+            # inside the manager: from the handler starting to its answer queued (the rest is socket + waiting)
+            "list_handler_ms": (after.get("requests") or {}).get("list_containers"),
             "canary_max_lag_ms": canary_lag["max_lag_ms"], "canary_lags_over_50ms": canary_lag["lags_over_50ms"],
             "canary_lag_samples": canary_lag["samples"], "echo_ms": summarize(x * 1000 for x in echoing),
             "manager_cpu_percent": cpu_percent(before, after_cpu, session.manager.pid),

@@ -11,7 +11,7 @@ import socketio
 
 from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
-from api.metrics import Metrics
+from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from controller.applier import Applier
@@ -82,12 +82,13 @@ class FlowManager:
         reader = StatusReader(self.store, self.reconciler, self.docker, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
                                       self.broadcaster.listening)
+        timings = RequestTimings()
         Handlers(self.sio, self.store, reader, self.broadcaster,
                  ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout,
                              max_containers=s.max_containers),
                  self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
-                 limiter=self.security.limiter(s)).register()
-        Metrics(self.sio, self.loop_monitor, self.gc_monitor, self._counters, self._rounds).register()
+                 limiter=self.security.limiter(s), timings=timings).register()
+        Metrics(self.sio, self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings).register()
         self.loop_monitor.start()
         self.gc_monitor.start()
         if self.store.journal is not None:
