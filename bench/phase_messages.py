@@ -50,11 +50,17 @@ async def target(session: Session) -> dict[str, Any]:
             client.splits = []
         listing = await session.main.call("list_containers", {})
         docker_ids = [c["docker_id"] for c in listing["containers"] if c["id"] in targets and c["docker_id"]]
-        load, cpu = await _measured(session, workers, docker_ids)
-        # The same load with each client subscribed (extension subscribe_messages) to its own container only.
-        for client, target_id in zip(connected, targets):
-            await client.call("subscribe_messages", {"container_ids": [target_id]})
-        narrow, narrow_cpu = await _measured(session, workers, docker_ids)
+        # Exactly `clients` recipients, as in the bare Socket.IO baseline: the bench's own control
+        # connection takes no container messages meanwhile.
+        await session.main.call("subscribe_messages", {"container_ids": []})
+        try:
+            load, cpu = await _measured(session, workers, docker_ids)
+            # The same load with each client subscribed (extension subscribe_messages) to its own container only.
+            for client, target_id in zip(connected, targets):
+                await client.call("subscribe_messages", {"container_ids": [target_id]})
+            narrow, narrow_cpu = await _measured(session, workers, docker_ids)
+        finally:
+            await session.main.call("subscribe_messages", {"container_ids": None})
     return {"rtt_ms": one, "clients": clients, "throughput_per_s": round(load.per_second, 1),
             "throughput_rtt_ms": {**summarize(s * 1000 for s in load.latencies),
                                   "to_runtime_p50": _p50(a for c in connected for a, _ in c.splits or []),

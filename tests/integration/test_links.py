@@ -61,6 +61,11 @@ async def test_subscribe_messages_narrows_one_clients_message_received(server, c
         assert not narrow.of("message_received", second["container_id"]), \
             "not subscribed to the second container (and the refused requests changed nothing)"
 
+        assert await narrow.call("subscribe_messages", {"container_ids": []}) == {"container_ids": []}
+        await ping(client, first["container_id"])
+        await asyncio.sleep(0.3)
+        assert len(narrow.of("message_received", first["container_id"])) == 1, "an empty list takes no messages"
+
         assert await narrow.call("subscribe_messages", {"container_ids": None}) == {"container_ids": None}
         await ping(client, second["container_id"])
         await narrow.wait_for("message_received", second["container_id"], lambda m: m["message"]["command"] == "pong")

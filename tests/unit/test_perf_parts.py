@@ -139,6 +139,7 @@ async def test_deliveries_wait_for_a_slow_client_but_not_for_a_stuck_one(monkeyp
     import api.broadcast as broadcast
 
     monkeypatch.setattr(broadcast, "CLIENT_STUCK_AFTER", 0.1)
+    monkeypatch.setattr(broadcast, "LAG_READ_EVERY", 0.0)  # every confirmation reads the queues afresh
     hub = broadcast.Broadcaster(sio=None)  # type: ignore[arg-type]  # nothing is emitted here
     queued = {"fast": 0, "slow": 0}
     monkeypatch.setattr(hub.emitter, "backlogs", lambda: dict(queued))
