@@ -26,18 +26,23 @@ async def unix_echo(workdir: Path, count: int) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.05)
         reader, writer = await asyncio.open_unix_connection(str(path))
-        frame = encode({"command": "ping"})
-
-        async def round_trip() -> float:
-            started = time.perf_counter()
-            writer.write(frame)
-            await read_frame(reader)
-            return time.perf_counter() - started
-        samples = await sequential(round_trip, count, warmup=100)
-        writer.close()
-        return {"rtt_ms": summarize(s * 1000 for s in samples)}
+        return await _framed_pings(reader, writer, count)
     finally:
         server.stop()
+
+
+async def _framed_pings(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: int) -> dict[str, Any]:
+    """`count` framed pings, one at a time, each until its answer frame (after 100 not counted); closes the writer."""
+    frame = encode({"command": "ping"})
+
+    async def round_trip() -> float:
+        started = time.perf_counter()
+        writer.write(frame)
+        await read_frame(reader)
+        return time.perf_counter() - started
+    samples = await sequential(round_trip, count, warmup=100)
+    writer.close()
+    return {"rtt_ms": summarize(s * 1000 for s in samples)}
 
 
 async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
@@ -60,16 +65,7 @@ async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
     try:
         reader, writer = await asyncio.wait_for(connected, 30)
         await read_frame(reader)  # flow.hello
-        frame = encode({"command": "ping"})
-
-        async def round_trip() -> float:
-            started = time.perf_counter()
-            writer.write(frame)
-            await read_frame(reader)
-            return time.perf_counter() - started
-        samples = await sequential(round_trip, count, warmup=100)
-        writer.close()
-        return {"rtt_ms": summarize(s * 1000 for s in samples)}
+        return await _framed_pings(reader, writer, count)
     finally:
         runtime.stop()
         server.close()
