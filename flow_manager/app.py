@@ -9,6 +9,7 @@ from typing import Any
 
 import socketio
 
+from api import engineio_tuning
 from api.broadcast import Broadcaster
 from api.handlers import ApiSettings, Handlers
 from api.metrics import Metrics, RequestTimings
@@ -37,6 +38,7 @@ class FlowManager:
     def __init__(self, settings: Settings, security: Security | None = None) -> None:
         self.settings = settings
         self.security = security or configure(settings)
+        engineio_tuning.apply()  # before the server exists: every client socket then uses the cheaper poll
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=self.security.cors, logger=False,
                                         engineio_logger=False, serializer=JsonFirstPacket,
                                         max_http_buffer_size=self.security.transport_ceiling)
