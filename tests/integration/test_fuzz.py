@@ -147,8 +147,16 @@ BAD_MESSAGE = st.one_of(
     with_extra({**REF, "message": {"command": "ping"}}, {"container_id", "message"}),
 )
 BAD_LIST = st.one_of(NOT_A_DICT.filter(lambda v: v is not None), st.dictionaries(TEXT, ANY, min_size=1))
+BAD_SUBSCRIBE = st.one_of(  # the subscribe_messages extension
+    NOT_A_DICT, replaced({"container_ids": None}, "container_ids",
+                         ANY.filter(lambda v: v is not None and not isinstance(v, list))),
+    st.lists(BAD_REF, min_size=1, max_size=3).map(lambda refs: {"container_ids": refs}),
+    st.just({"container_ids": ["abc123def456"] * 1001}),
+    with_extra({"container_ids": None}, {"container_ids"}),
+)
 UNKNOWN_EVENT = TEXT.filter(lambda e: e not in {*REFS, "create_container", "update_container", "send_message",
-                                                "list_containers", "flow_manager.rejected", "connect", "disconnect",
+                                                "list_containers", "subscribe_messages", "flow_manager.rejected",
+                                                "connect", "disconnect",
                                                 "connect_error", "message"} and e.strip() != "")
 
 REQUESTS = st.one_of(
@@ -157,6 +165,7 @@ REQUESTS = st.one_of(
     st.tuples(st.just("update_container"), BAD_UPDATE),
     st.tuples(st.just("send_message"), BAD_MESSAGE),
     st.tuples(st.just("list_containers"), BAD_LIST),
+    st.tuples(st.just("subscribe_messages"), BAD_SUBSCRIBE),
     st.tuples(UNKNOWN_EVENT, ANY),
     st.tuples(st.sampled_from(["connect", "disconnect"]), ANY),  # the connection handlers' names
     st.tuples(st.sampled_from(["create_container", "list_containers", "start_container"]),
@@ -211,10 +220,11 @@ def test_the_fuzz_strategies_only_build_invalid_requests():
     from pydantic import ValidationError
 
     from api.policy import RequestPolicy
-    from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, UpdateContainer
+    from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
 
     models = {"create_container": CreateContainer, "update_container": UpdateContainer, "send_message": SendMessage,
-              "list_containers": ListContainers, **{e: ContainerRef for e in REFS}}
+              "list_containers": ListContainers, "subscribe_messages": SubscribeMessages,
+              **{e: ContainerRef for e in REFS}}
     policy = RequestPolicy.build()
 
     @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
