@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         results["plots"] = [str(p) for p in plot(results, args.out, prefix=f"{stem.name}-")]
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     print()
+    if args.quick:
+        print(f"QUICK RUN (--quick): a smoke test of the bench, not a measurement; the row names give the full "
+              f"sizes, this run used {sizes}")
     print(results["table"])
     print()
     if results["errors"]:
