@@ -84,8 +84,9 @@ async def test_a_hostile_container_stalls_nothing(case: str, server: Server, cli
 
 
 async def round_trips(client: Client, quiet: str, seconds: float, server: Server | None = None,
-                      peak: list[float] | None = None) -> list[float]:
-    """Ping the quiet container and list containers for `seconds`: the latencies a client sees."""
+                      peak: list[float] | None = None, listed: int = 1) -> list[float]:
+    """Ping the quiet container and list containers (at least `listed` of them) for `seconds`: the latencies
+    a client sees."""
     latencies = []
     started = time.monotonic()
     while time.monotonic() - started < seconds:
@@ -94,7 +95,7 @@ async def round_trips(client: Client, quiet: str, seconds: float, server: Server
         latencies.append(time.monotonic() - t0)
         t0 = time.monotonic()
         listing = await client.call("list_containers", {})
-        assert listing.get("count", 0) >= 1, listing
+        assert listing.get("count", 0) >= listed, listing
         latencies.append(time.monotonic() - t0)
         if server is not None and peak is not None:
             peak.append(rss_mb(server.proc.pid))
@@ -108,7 +109,7 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
     sender = asyncio.create_task(keep_sending(client, hostile, sends, stop)) if case == "never_reads" else None
     rss: list[float] = []
     try:
-        latencies = await round_trips(client, quiet, 4.0, server, rss)  # a few seconds of the attack
+        latencies = await round_trips(client, quiet, 4.0, server, rss, listed=2)  # the attacker is listed too
     finally:
         stop.set()
         if sender is not None:
@@ -120,8 +121,9 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
     assert server.proc.poll() is None
     print(f"\n{case}: {len(latencies)} requests, max latency {max(latencies) * 1000:.0f} ms "
           f"(without the attack {baseline * 1000:.0f} ms), manager RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB")
-    # Under 1 s, or (on a machine loaded by other work) within 4x what the same requests took just before.
-    assert max(latencies) < max(1.0, 4 * baseline), (latencies, baseline)
+    # Under 1 s, or (on a machine loaded by other work) within 4x what the same requests took just before,
+    # and never over 3 s whatever the machine.
+    assert max(latencies) < max(1.0, min(4 * baseline, 3.0)), (latencies, baseline)
     assert peak_rss - rss_before < 200, "memory stays bounded"
 
 

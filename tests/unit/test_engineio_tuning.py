@@ -59,9 +59,12 @@ def test_installed_only_over_the_poll_it_replaces(monkeypatch):
     monkeypatch.setattr(async_socket.AsyncSocket, "poll", original)
     if original is engineio_tuning.poll:
         pytest.fail("the test process already has the replacement installed; it must start from the original")
-    matches = engineio_tuning.source_digest(original) == engineio_tuning.REPLACED_POLL
-    assert engineio_tuning.apply() is matches
-    assert (async_socket.AsyncSocket.poll is engineio_tuning.poll) is matches
+    digest = engineio_tuning.source_digest(original)
+    assert digest == engineio_tuning.REPLACED_POLL, (
+        f"python-engineio's AsyncSocket.poll changed (digest {digest}): review api/engineio_tuning.poll against "
+        "it and update REPLACED_POLL, or the tuning stays off")
+    assert engineio_tuning.apply() is True
+    assert async_socket.AsyncSocket.poll is engineio_tuning.poll
 
     async def other(self):  # a python-engineio whose poll is not the one replaced: left alone
         return []
