@@ -237,6 +237,7 @@ class DockerAdapter:
         subscriber = self.docker.events.subscribe(create_task=False)  # one stream: ours, filtered
         runner = asyncio.create_task(self.docker.events.run(
             filters={"type": ["container"], **labels.managed_filter(self.instance)}))
+        self.index.follow()
         try:
             while True:
                 event = await subscriber.get()
@@ -272,6 +273,8 @@ class ContainerIndex:
         self._ids: dict[str, set[str]] = {}
         self._owner: dict[str, str] = {}
         self.valid = False
+        self._following = False  # the event stream is open
+        self._epoch = 0  # bumped whenever the stream drops
         self._listings = 0  # full lists in flight
         self._seq = 0
         self._log: list[tuple[int, str, str, str]] = []  # changes made while a full list was in flight
@@ -296,20 +299,30 @@ class ContainerIndex:
         elif docker_id and action == "destroy":
             self.discard(docker_id)
 
-    def invalidate(self) -> None:
-        self.valid = False
+    def follow(self) -> None:
+        """The event stream is open: a full list completed from now on makes the index trustworthy."""
+        self._following = True
 
-    def listing_started(self) -> int:
+    def invalidate(self) -> None:
+        """The event stream dropped: untrusted until a list that starts after the next follow() completes."""
+        self.valid, self._following = False, False
+        self._epoch += 1
+
+    def listing_started(self) -> tuple[int, int]:
         self._listings += 1
-        return self._seq
+        return self._seq, self._epoch
 
     def listing_failed(self) -> None:
         self._listings -= 1
 
-    def listing_done(self, mark: int, listed: dict[str, list[str]]) -> None:
-        """Replace the index with a full list, replaying what changed while the list was in flight."""
+    def listing_done(self, mark: tuple[int, int], listed: dict[str, list[str]]) -> None:
+        """Replace the index with a full list, replaying what changed while the list was in flight.
+
+        Trusted only when the event stream was open for the whole list (same epoch, still following).
+        """
         self._listings -= 1
-        changes = [c for c in self._log if c[0] > mark]
+        seq, epoch = mark
+        changes = [c for c in self._log if c[0] > seq]
         if not self._listings:
             self._log.clear()
         self._ids, self._owner = {}, {}
@@ -318,7 +331,7 @@ class ContainerIndex:
                 self._put("add", managed_id, docker_id)
         for _, op, managed_id, docker_id in changes:
             self._put(op, managed_id, docker_id)
-        self.valid = True
+        self.valid = self._following and epoch == self._epoch
 
     def _apply(self, op: str, managed_id: str, docker_id: str) -> None:
         self._put(op, managed_id, docker_id)

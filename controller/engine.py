@@ -22,6 +22,10 @@ from controller.events import ControllerError, EventSink
 log = logging.getLogger("flow_manager.engine")
 
 
+STREAM_MIN_LIFE = 1.0  # seconds: an event stream that ends sooner is retried with back-off
+STREAM_RETRY_INITIAL, STREAM_RETRY_MAX = 0.5, 30.0
+
+
 @dataclass(frozen=True)
 class EngineStatus:
     """Extension event `engine_status`: the engine became unreachable, or answers again."""
@@ -53,9 +57,11 @@ class EngineWatch:
     def __init__(self, docker: EngineApi, sink: EventSink, *, docker_host: str,
                  on_event: Callable[[dict[str, Any]], None],
                  on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
+                 on_resubscribed: Callable[[], Awaitable[None]] | None = None,
                  retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
         self.docker, self.sink, self.docker_host = docker, sink, docker_host
         self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
+        self.on_resubscribed = on_resubscribed
         self.retry_initial, self.retry_max, self.ping_timeout = retry_initial, retry_max, ping_timeout
         self.available = True
         self.since = time.time()
@@ -73,6 +79,8 @@ class EngineWatch:
 
     async def run(self) -> None:
         delay = self.retry_initial
+        stream_delay = 0.0  # back-off for an event stream that keeps ending while the engine answers pings
+        resubscribing = False
         while True:
             self._suspect.clear()
             error = await self._ping()
@@ -83,8 +91,19 @@ class EngineWatch:
                 continue
             delay = self.retry_initial
             if not self.available:
-                await self._back()
-            await self._follow_events()
+                await self._back()  # relists everything itself
+                resubscribing, stream_delay = False, 0.0
+            started = time.monotonic()
+            suspected = await self._follow_events(relist=resubscribing)
+            resubscribing = True
+            if suspected or time.monotonic() - started >= STREAM_MIN_LIFE:
+                stream_delay = 0.0
+                continue
+            # A stream refused or cut at once (a socket proxy without /events, say) while pings succeed:
+            # no hot loop against the engine; a failing call still wakes the watch at once.
+            stream_delay = min(max(STREAM_RETRY_INITIAL, stream_delay * 2), STREAM_RETRY_MAX)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._suspect.wait(), stream_delay)
 
     async def _ping(self) -> str | None:
         try:
@@ -95,8 +114,12 @@ class EngineWatch:
             return getattr(exc, "message", None) or repr(exc)
         return None
 
-    async def _follow_events(self) -> None:
-        """Feed events to the reconciler until the stream ends or a call suggests the engine is gone."""
+    async def _follow_events(self, relist: bool) -> bool:
+        """Feed events to the reconciler until the stream ends or a call suggests the engine is gone.
+
+        With `relist`, the reconciler relists once the new stream is open: events of the gap between two
+        streams are otherwise only caught by the periodic resync. True when it ended on a suspicion.
+        """
         async def pump() -> None:
             async for event in self.docker.events():
                 self.on_event(event)
@@ -104,6 +127,9 @@ class EngineWatch:
         stream = asyncio.create_task(pump(), name="docker-events")
         suspected = asyncio.create_task(self._suspect.wait(), name="docker-suspect")
         try:
+            if relist and self.on_resubscribed is not None:
+                await asyncio.sleep(0)  # let the stream's request go out first
+                await self.on_resubscribed()
             await asyncio.wait({stream, suspected}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (stream, suspected):
@@ -112,6 +138,7 @@ class EngineWatch:
                     await task
         if stream.done() and not stream.cancelled() and stream.exception() is not None:
             log.warning("Docker event stream failed: %r", stream.exception())
+        return suspected.done() and not suspected.cancelled()
 
     def _lost(self, error: str) -> None:
         if not self.available:

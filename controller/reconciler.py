@@ -70,7 +70,8 @@ class Reconciler:
         self.keys: dict[str, KeyState] = {}
         self.orphans: dict[str, float] = {}  # managed id -> when first seen without a record
         self.engine = EngineWatch(docker, sink, docker_host=docker_host or "local socket", on_event=self._docker_event,
-                                  on_lost=self._engine_lost, on_back=self._engine_back, retry_max=engine_retry_max)
+                                  on_lost=self._engine_lost, on_back=self._engine_back, on_resubscribed=self.resync,
+                                  retry_max=engine_retry_max)
         docker.on_unreachable = self.engine.suspect
         self._tasks: list[asyncio.Task[None]] = []
         store.watch(self.queue.add)
@@ -88,11 +89,15 @@ class Reconciler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def resync(self) -> None:
-        """Queue every key we know of or Docker has: the level-triggered safety net."""
-        for record in self.store.records():
-            self.queue.add(record.id)
+        """Queue every key we know of or Docker has: the level-triggered safety net.
+
+        Nothing while the engine is unreachable: each reconcile would only fail, and the engine's return
+        resyncs everything.
+        """
         if not self.engine.available:
             return
+        for record in self.store.records():
+            self.queue.add(record.id)
         try:
             for managed_id in await self.docker.managed_ids():
                 self.queue.add(managed_id)

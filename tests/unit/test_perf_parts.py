@@ -93,6 +93,9 @@ def test_container_index_follows_lists_creates_removes_and_events():
 
     index = ContainerIndex()
     assert index.lookup("k1") is None, "no full list yet: callers list by label"
+    index.listing_done(index.listing_started(), {"k1": ["d1"]})
+    assert index.lookup("k1") is None, "a list without the event stream open is not trusted"
+    index.follow()
     mark = index.listing_started()
     index.add("k2", "d2")  # created while the list was in flight: the list may not show it
     index.event({"Action": "destroy", "Actor": {"ID": "d0"}})
@@ -103,8 +106,14 @@ def test_container_index_follows_lists_creates_removes_and_events():
     assert index.lookup("k1") == ["d1", "d3"]
     index.discard("d1")
     assert index.lookup("k1") == ["d3"]
+    mark = index.listing_started()
     index.invalidate()
     assert index.lookup("k1") is None, "after the event stream drops, only a new full list is trusted"
+    index.follow()
+    index.listing_done(mark, {"k1": ["d3"]})
+    assert index.lookup("k1") is None, "a list that began before the stream dropped is not trusted"
+    index.listing_done(index.listing_started(), {"k1": ["d3"]})
+    assert index.lookup("k1") == ["d3"]
 
 
 def test_cgroup_field_parsing():
