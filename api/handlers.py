@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -35,7 +35,17 @@ from store.code import CodeError, CodeSnapshot, CodeStore
 from store.records import new_container_id
 
 log = logging.getLogger("flow_manager.api")
-M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One request event: its response event, its schema, and the operation that answers it."""
+
+    response: str
+    model: type[BaseModel]
+    action: Callable[..., Awaitable[dict[str, Any]]]  # action(request), or action(request, sid) when per_client
+    per_client: bool = False  # the answer depends on which connection asked (its sid)
+    body_optional: bool = False  # no argument at all means an empty request
 
 
 @dataclass(frozen=True)
@@ -61,21 +71,22 @@ class Handlers:
     def register(self) -> None:
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
-        routes: dict[str, tuple[str, type[BaseModel], Callable[..., Awaitable[dict[str, Any]]]]] = {
-            "create_container": ("container_created", CreateContainer, self.create),
-            "start_container": ("container_started", ContainerRef, self.start),
-            "stop_container": ("container_stopped", ContainerRef, self.stop),
-            "restart_container": ("container_restarted", ContainerRef, self.restart),
-            "update_container": ("container_updated", UpdateContainer, self.update),
-            "delete_container": ("container_deleted", ContainerRef, self.delete),
-            "send_message": ("message_sent", SendMessage, self.send_message),
-            "get_container_status": ("container_status", ContainerRef, self.status),
-            "list_containers": ("container_list", ListContainers, self.list),
+        routes = {
+            "create_container": Route("container_created", CreateContainer, self.create),
+            "start_container": Route("container_started", ContainerRef, self.start),
+            "stop_container": Route("container_stopped", ContainerRef, self.stop),
+            "restart_container": Route("container_restarted", ContainerRef, self.restart),
+            "update_container": Route("container_updated", UpdateContainer, self.update),
+            "delete_container": Route("container_deleted", ContainerRef, self.delete),
+            "send_message": Route("message_sent", SendMessage, self.send_message),
+            "get_container_status": Route("container_status", ContainerRef, self.status),
+            "list_containers": Route("container_list", ListContainers, self.list, body_optional=True),
             # extension: narrow this client's message_received to some containers
-            "subscribe_messages": ("messages_subscribed", SubscribeMessages, self.subscribe_messages),
+            "subscribe_messages": Route("messages_subscribed", SubscribeMessages, self.subscribe_messages,
+                                        per_client=True),
         }
-        for operation, (response, model, action) in routes.items():
-            self.sio.on(operation, self._route(operation, response, model, action))
+        for operation, route in routes.items():
+            self.sio.on(operation, self._route(operation, route))
         self.operations = frozenset(routes)
         self.sio.on(REJECTED_EVENT, self.rejected)
         self.sio.on("*", self.unknown_event)
@@ -135,8 +146,7 @@ class Handlers:
                         retry_after=math.ceil(wait * 1000) / 1000)
 
     # -- the one path every request takes ------------------------------------------
-    def _route(self, operation: str, response: str, model: type[M],
-               action: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
             started = time.perf_counter()
             try:
@@ -154,8 +164,8 @@ class Handlers:
                     raise throttled
                 if len(args) > 1:
                     raise ApiError("validation_error", f"one argument expected, got {len(args)}", field="(request)")
-                request = model.model_validate({} if data is None and model is ListContainers else data)
-                payload = await (action(request, sid) if model is SubscribeMessages else action(request))
+                request = route.model.model_validate({} if data is None and route.body_optional else data)
+                payload = await (route.action(request, sid) if route.per_client else route.action(request))
             except ValidationError as exc:
                 error = from_validation(exc)
             except PolicyViolation as exc:
@@ -166,7 +176,7 @@ class Handlers:
                 log.exception("%s failed", operation)
                 error = ApiError("system_error", f"internal error: {type(exc).__name__}")
             else:
-                await self.broadcaster.emitter.emit(response, payload, to=sid)
+                await self.broadcaster.emitter.emit(route.response, payload, to=sid)
                 return payload
             failure = error.payload(operation, reference)
             await self.broadcaster.emitter.emit("error", failure, to=sid)
