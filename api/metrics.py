@@ -17,7 +17,7 @@ from typing import Any, Callable
 import socketio
 
 from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor
+from flow_manager.loop_monitor import LoopMonitor, percentile_ms
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -60,10 +60,8 @@ class RequestTimings:
             ordered = sorted(samples)
             if not ordered:
                 continue
-
-            def pct(p: float, values: list[float] = ordered) -> float:
-                return round(values[min(int(p / 100 * len(values)), len(values) - 1)] * 1000, 3)
-            result[operation] = {"n": len(ordered), "p50_ms": pct(50), "p99_ms": pct(99),
+            result[operation] = {"n": len(ordered), "p50_ms": percentile_ms(ordered, 50),
+                                 "p99_ms": percentile_ms(ordered, 99),
                                  "max_ms": round(ordered[-1] * 1000, 3)}
         if reset:
             self._samples.clear()

@@ -69,9 +69,3 @@ class DirectDocker:
                     if exc.status != 404:
                         raise
         await asyncio.gather(*(one(d) for d in docker_ids))
-
-    async def cleanup(self) -> int:
-        """Remove every container of this instance; returns how many there were."""
-        found = await self.docker.containers.list(all=True, filters=labels.managed_filter(self.instance))
-        await self.remove([c.id for c in found])
-        return len(found)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 
+from controller import cgroup_stats
+
 ROOT = Path(__file__).resolve().parent.parent  # the checkout under test: the manager is imported from here
 
 
@@ -68,7 +70,7 @@ class Child:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-def manager(workdir: Path, instance: str, *extra: str) -> Child:
+def manager(workdir: Path, instance: str) -> Child:
     """`flow-manager serve` with its defaults, except where it listens and keeps state.
 
     Three limits are raised because the targets themselves exceed them; none
@@ -85,7 +87,7 @@ def manager(workdir: Path, instance: str, *extra: str) -> Child:
     port = free_port()
     args = ["-m", "flow_manager.cli", "serve", "--port", str(port), "--instance", instance, "--no-build-image",
             "--socket-dir", str(workdir / "sockets"), "--state-dir", str(workdir / "state"),
-            "--request-timeout", "300", "--max-containers", "400", "--client-rate-limit", "0", *extra]
+            "--request-timeout", "300", "--max-containers", "400", "--client-rate-limit", "0"]
     return Child(args, workdir / "manager.log", port)
 
 
@@ -138,17 +140,7 @@ def rss_bytes(pid: int) -> tuple[int, int]:
 
 
 def container_cpu_seconds(docker_ids: list[str]) -> float:
-    """CPU seconds used so far by these containers together, from their cgroups (v1 or v2; 0 if unreadable)."""
-    total = 0.0
-    for docker_id in docker_ids:
-        for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{docker_id}/cpuacct.usage", 1e-9),
-                            (f"/sys/fs/cgroup/system.slice/docker-{docker_id}.scope/cpu.stat", 1e-6)):
-            try:
-                text = Path(path).read_text()
-            except OSError:
-                continue
-            if text.startswith("usage_usec"):
-                text = text.split()[1]
-            total += int(text.split()[0]) * scale
-            break
-    return total
+    """CPU seconds used so far by these containers together, read from their cgroups as the manager reads
+    them (0 for one whose cgroup is not visible)."""
+    readings = (cgroup_stats.sample(docker_id, 0) for docker_id in docker_ids)
+    return sum(reading["cpu_ns"] for reading in readings if reading is not None) / 1e9

@@ -88,8 +88,7 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
             return time.perf_counter() - started
         rtt = await sequential(call, count, warmup=100)
 
-        workers = []
-        for i in range(clients - 1):
+        for _ in range(clients - 1):
             extra = socketio.AsyncClient(reconnection=False)
             await extra.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
             connected.append(extra)

@@ -170,15 +170,6 @@ class DockerAdapter:
             stream=False))
         return result[0] if result else None
 
-    async def image_exists(self, image: str) -> bool:
-        try:
-            await self.docker.images.inspect(image)
-            return True
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise classify(exc, "inspect_image") from exc
-
     # -- acting --------------------------------------------------------------
     async def pull(self, image: str) -> None:
         try:

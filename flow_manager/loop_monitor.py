@@ -30,6 +30,13 @@ from typing import Any
 log = logging.getLogger("flow_manager.loop")
 
 
+def percentile_ms(ordered: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of sorted seconds, in milliseconds; 0 for no samples."""
+    if not ordered:
+        return 0.0
+    return round(ordered[min(int(p / 100 * len(ordered)), len(ordered) - 1)] * 1000, 3)
+
+
 @dataclass
 class LagWindow:
     """Lag statistics since the last reset (what a benchmark phase reads)."""
@@ -106,7 +113,7 @@ class LoopMonitor:
         recent = sorted(self._recent)
 
         def pct(p: float) -> float:
-            return round(recent[min(int(p / 100 * len(recent)), len(recent) - 1)] * 1000, 3) if recent else 0.0
+            return percentile_ms(recent, p)
         result = {
             "interval_ms": self.interval * 1000,
             "enabled": self._handle is not None,

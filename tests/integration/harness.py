@@ -138,3 +138,8 @@ class Client:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+
+def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
+    """Every (old_state, new_state) the client saw for a container, in order."""
+    return [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]

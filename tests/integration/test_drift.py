@@ -17,12 +17,8 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import Client, Server, record_timing, unique_name
+from tests.integration.harness import Client, Server, record_timing, transitions, unique_name
 from tests.integration.test_links import ping, wait_link
-
-
-def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
-    return [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
 
 
 async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(client: Client,

@@ -17,7 +17,7 @@ from typing import AsyncIterator, Iterator
 import aiodocker
 import pytest
 
-from tests.integration.harness import Client, Server, record_timing, unique_name
+from tests.integration.harness import Client, Server, record_timing, transitions, unique_name
 from tests.integration.private_engine import PrivateEngine
 from tests.integration.test_links import ping, wait_link
 
@@ -43,10 +43,6 @@ async def manager(engine: PrivateEngine, tmp_path: Path) -> AsyncIterator[tuple[
     finally:
         await client.close()
         server.stop()
-
-
-def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
-    return [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "stop"])
