@@ -5,9 +5,9 @@ waits for all of them, even though each one only puts a frame on that
 client's Engine.IO queue. With every container message broadcast to every
 client (the API reference's `message_received`), that was most of the
 manager's CPU per message. Here the event is encoded once with the server's
-own packet class and the text frame is handed to each client's Engine.IO
-socket (`eio.send`, a queue put that does not block): the same bytes on the
-wire, in the same per-client order. Binary payloads (never produced by the
+own packet class, wrapped once in an Engine.IO packet, and that packet is
+handed to each client's Engine.IO socket (`eio.send_packet`, a queue put that
+does not block): the same bytes on the wire, in the same per-client order. Binary payloads (never produced by the
 manager) go through `sio.emit` unchanged.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Collection
 
 import socketio
+from engineio import packet as engineio_packet
 from socketio import packet
 
 
@@ -35,8 +36,9 @@ class Emitter:
             found = (self.sio.manager.eio_sid_from_sid(sid, self.namespace) for sid in ([to] if isinstance(to, str)
                                                                                         else to))
             recipients = [eio_sid for eio_sid in found if eio_sid is not None]
+        frame = engineio_packet.Packet(engineio_packet.MESSAGE, data=encoded)  # one, shared by every recipient
         for eio_sid in recipients:
-            await self.sio.eio.send(eio_sid, encoded)
+            await self.sio.eio.send_packet(eio_sid, frame)
 
     def backlogs(self) -> dict[str, int]:
         """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
