@@ -45,12 +45,11 @@ class Plan:
         return not self.actions and not self.forget
 
 
-def primary_of(record: Record, observed: Sequence[Observed], desired_hash: str | None = None) -> Observed | None:
+def primary_of(observed: Sequence[Observed], desired_hash: str) -> Observed | None:
     """The container to keep when Docker has several for one record (a crash mid-create or mid-replace)."""
     if not observed:
         return None
-    want = desired_hash or record.spec.spec_hash()
-    return max(observed, key=lambda o: (o.spec_hash == want, o.running, o.created_at or 0.0))
+    return max(observed, key=lambda o: (o.spec_hash == desired_hash, o.running, o.created_at or 0.0))
 
 
 def plan_orphan(observed: Sequence[Observed], *, now: float, found_at: float, grace: float) -> Plan:
@@ -66,23 +65,21 @@ def plan_orphan(observed: Sequence[Observed], *, now: float, found_at: float, gr
     return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "orphan") for o in observed), forget=True)
 
 
-def plan(record: Record | None, observed: Sequence[Observed], *, now: float,
-         restart_not_before: float | None = None, running_revision: str | None = None,
-         desired_hash: str | None = None) -> Plan:
-    """`running_revision` is the code revision the current container is known to have;
-    `desired_hash` the hash of the container configuration the record asks for
-    (by default the spec's own; the reconciler passes the full create body's)."""
+def plan(record: Record | None, observed: Sequence[Observed], *, now: float, desired_hash: str,
+         restart_not_before: float | None = None, running_revision: str | None = None) -> Plan:
+    """`desired_hash` is the hash of the whole create body the record asks for (the label a container
+    must carry, else it is recreated); `running_revision` the code revision the current container is
+    known to have."""
     if record is None:
         return Plan()  # no record: see plan_orphan, which the reconciler applies with its grace period
     if record.desired is DesiredState.DELETED:
         return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "deleted") for o in observed), forget=True)
 
-    want = desired_hash or record.spec.spec_hash()
-    primary = primary_of(record, observed, want)
+    primary = primary_of(observed, desired_hash)
     actions = [Action(Act.REMOVE, o.docker_id, "duplicate") for o in observed if o is not primary]
     wants_running = record.desired is DesiredState.RUNNING
 
-    if primary is None or primary.spec_hash != want:
+    if primary is None or primary.spec_hash != desired_hash:
         # Create before delete: if the new configuration cannot be created, the old container keeps running.
         if primary is None:
             actions.append(Action(Act.CREATE, reason="missing"))

@@ -216,7 +216,7 @@ class Reconciler:
 
         observed = await self.docker.observe(key)
         desired_hash = self.applier.desired_hash(record)
-        primary = primary_of(record, observed, desired_hash)
+        primary = primary_of(observed, desired_hash)
         await self._diff(key, record, primary)
 
         revision = self.deployer.running_revision(record, primary.docker_id if primary else None) \
@@ -357,7 +357,7 @@ class Reconciler:
             primary = None
         if primary is None:
             observed = await self.docker.observe(key)
-            primary = primary_of(record, observed, self.applier.desired_hash(record)) if record else None
+            primary = primary_of(observed, self.applier.desired_hash(record)) if record else None
         if state is None or (primary.api_state if primary else ABSENT) != state.state:
             self.queue.add(key)
         return primary

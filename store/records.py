@@ -7,10 +7,8 @@ converged, or the error it hit), the way a status subresource works.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -38,10 +36,6 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     memory_limit: int | None = None
     pids_limit: int | None = None
-
-    def spec_hash(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

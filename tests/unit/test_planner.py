@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import pytest
 
+from controller import planner
+from controller.container_config import ContainerDefaults, config_hash, docker_create_body
 from controller.observed import Observed
-from controller.planner import Act, plan, plan_orphan
+from controller.planner import Act, plan_orphan
 from store import ContainerSpec, DesiredState, Record
 
 SPEC = ContainerSpec(image="flow:latest", name="a")
+HASH = "body-hash-0"  # what the records below ask for, unless a test says otherwise
+
+
+def plan(record: Record | None, observed: list[Observed], **kwargs) -> planner.Plan:
+    return planner.plan(record, observed, **{"desired_hash": HASH, **kwargs})
 
 
 def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float | None = None) -> Record:
@@ -18,7 +25,7 @@ def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float 
 def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
              started: float | None = 100.0, created: float = 1.0, name: str = "a") -> Observed:
     return Observed(docker_id=docker_id, name=name, managed_id="abc123def456",
-                    spec_hash=spec_hash if spec_hash is not None else SPEC.spec_hash(),
+                    spec_hash=spec_hash if spec_hash is not None else HASH,
                     status=status, running=status == "running", paused=status == "paused", exit_code=0,
                     oom_killed=False, error="", pid=1, started_at=started, finished_at=None, created_at=created,
                     health=None, image="flow:latest")
@@ -113,8 +120,12 @@ def test_unknown_containers_are_left_alone():
     assert plan(None, [observed()], now=0).idle
 
 
-def test_spec_hash_covers_every_field():
-    base = SPEC.spec_hash()
-    assert ContainerSpec(image="flow:latest", name="a", environment={"A": "1"}).spec_hash() != base
-    assert ContainerSpec(image="flow:latest", name="a", ports={"80": 8080}).spec_hash() != base
-    assert ContainerSpec(image="flow:latest", name="a").spec_hash() == base
+def test_config_hash_covers_every_field_of_the_create_body():
+    def body_hash(spec: ContainerSpec, defaults: ContainerDefaults = ContainerDefaults()) -> str:
+        return config_hash(docker_create_body(record(DesiredState.RUNNING, spec), defaults))
+    base = body_hash(SPEC)
+    assert body_hash(ContainerSpec(image="flow:latest", name="a", environment={"A": "1"})) != base
+    assert body_hash(ContainerSpec(image="flow:latest", name="a", ports={"80": 8080})) != base
+    assert body_hash(ContainerSpec(image="flow:latest", name="a", memory_limit=64 << 20)) != base
+    assert body_hash(SPEC, ContainerDefaults(stop_timeout=3)) != base, "the manager's own settings count too"
+    assert body_hash(ContainerSpec(image="flow:latest", name="a")) == base
