@@ -20,9 +20,10 @@ class LinkProbe:
     waiting_since: float | None  # the oldest ping still unanswered
     answered_at: float | None  # the last pong
     disconnected_at: float | None
+    run_started_at: float | None = None  # when the container's current run began, as last observed
 
 
-def link_health(probe: LinkProbe | None, *, now: float, timeout: float, started_at: float | None = None) -> str | None:
+def link_health(probe: LinkProbe | None, *, now: float, timeout: float) -> str | None:
     if probe is None or not probe.ever_connected:
         return None
     if probe.connected:
@@ -30,7 +31,7 @@ def link_health(probe: LinkProbe | None, *, now: float, timeout: float, started_
             return "unhealthy"
         return "healthy" if probe.answered_at is not None else "starting"
     # A dropped link counts from the later of the drop and this run's start: a restart is not an outage.
-    gone_since = max(probe.disconnected_at or 0.0, started_at or 0.0)
+    gone_since = max(probe.disconnected_at or 0.0, probe.run_started_at or 0.0)
     return "unhealthy" if now - gone_since > timeout else "starting"
 
 

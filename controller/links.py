@@ -71,6 +71,7 @@ class Link:
     waiting_since: float | None = None  # oldest unanswered flow.ping
     answered_at: float | None = None
     disconnected_at: float | None = None
+    run_started_at: float | None = None  # the container's current run, as the reconciler last observed it
     reported_health: str | None = None  # the link-only verdict the reconciler was last woken for
     connections: int = 0
     connect_tokens: float = CONNECT_BURST
@@ -189,7 +190,14 @@ class LinkManager:
         if link is None:
             return None
         return LinkProbe(link.ever_connected, self.connected(container_id), link.waiting_since, link.answered_at,
-                         link.disconnected_at)
+                         link.disconnected_at, link.run_started_at)
+
+    def observe_run(self, container_id: str, started_at: float | None) -> None:
+        """The container's current run began at `started_at`: a link dropped before it is not an outage,
+        for the prober and the reconciler alike."""
+        link = self.links.get(container_id)
+        if link is not None:
+            link.run_started_at = started_at
 
     def revision(self, container_id: str) -> str | None:
         link = self.links.get(container_id)

@@ -304,14 +304,12 @@ class Reconciler:
         state = self.keys.setdefault(key, KeyState())
         now = time.time()
         crash = detect_crash(record, observed, set(state.acknowledged))
-        outage = self.engine.last_outage
-        if crash is not None and observed is not None and outage is not None \
-                and crash.finished_at is not None and outage.covers(crash.finished_at):
-            # Docker stopped it while restarting itself: not the container's fault, so no crash and no back-off.
-            state.acknowledged.append(observed.run_key)
-            crash = None
         if crash is not None and observed is not None:
-            state.acknowledged.append(observed.run_key)
+            state.acknowledged.append(observed.run_key)  # each run is judged once
+            outage = self.engine.last_outage
+            if outage is not None and crash.finished_at is not None and outage.covers(crash.finished_at):
+                crash = None  # Docker stopped it while restarting itself: not a crash, no back-off
+        if crash is not None and observed is not None:
             state.crash_count = next_crash_count(state.crash_count, crash, self.backoff)
             delay = self.backoff.delay(state.crash_count)
             state.restart_not_before = now + delay
@@ -365,9 +363,10 @@ class Reconciler:
     def health_of(self, key: str, observed: Observed | None) -> str | None:
         if observed is None:
             return None
-        probe = self.links.probe(key) if self.links is not None else None
-        from_link = link_health(probe, now=time.time(), timeout=self.links.ping_timeout,
-                                started_at=observed.started_at) if self.links is not None else None
+        from_link = None
+        if self.links is not None:
+            self.links.observe_run(key, observed.started_at)
+            from_link = link_health(self.links.probe(key), now=time.time(), timeout=self.links.ping_timeout)
         return effective_health(observed.health, from_link, observed.running)
 
     def known(self, key: str) -> KeyState | None:

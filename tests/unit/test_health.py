@@ -28,7 +28,8 @@ def test_a_dropped_link_is_unhealthy_only_after_the_timeout_and_counts_from_this
     assert link_health(probe(connected=False, dropped=90.0), now=100, timeout=15) == "starting"
     assert link_health(probe(connected=False, dropped=50.0), now=100, timeout=15) == "unhealthy"
     # dropped long ago, but the container was (re)started 5 s ago: the runtime still has time to dial
-    assert link_health(probe(connected=False, dropped=50.0), now=100, timeout=15, started_at=95.0) == "starting"
+    restarted = LinkProbe(True, False, None, None, disconnected_at=50.0, run_started_at=95.0)
+    assert link_health(restarted, now=100, timeout=15) == "starting"
 
 
 def test_docker_healthcheck_wins_and_stopped_containers_have_no_health():
