@@ -77,12 +77,12 @@ def gate_packet(packet: str, limit: int) -> str | None:
         if kind != EVENT:
             return CLOSE  # an oversized connect, disconnect or ack is not a request: end the connection
         reason = "size"
-    elif kind == EVENT and _event_name(packet, header.end()) in RESERVED_EVENTS:
+    elif kind == EVENT and (name := _event_name(packet, header.end())) in RESERVED_EVENTS:
         reason = "reserved"
     else:
         return packet
     if reason == "reserved":
-        event: object = _event_name(packet, header.end())
+        event: object = name
     else:
         match = _EVENT_NAME.match(packet, header.end())  # no decoding of a large packet
         event = match.group(1) if match else None

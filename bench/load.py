@@ -27,11 +27,14 @@ async def sequential(round_trip: RoundTrip, count: int, warmup: int = 0) -> list
     return [await round_trip() for _ in range(count)]
 
 
-async def closed_loop(workers: list[RoundTrip], duration: float, warmup: float = 1.0) -> LoadResult:
-    """Run every worker in a loop for warmup + duration; count what completes inside the measured window."""
+async def closed_loop(workers: list[RoundTrip], duration: float) -> LoadResult:
+    """Run every worker in a loop for `duration`; count what completes inside it.
+
+    A warm-up is a separate call whose result is dropped, so that CPU readings taken around the measured
+    call cover exactly its window.
+    """
     loop = asyncio.get_running_loop()
-    start = loop.time() + warmup
-    end = start + duration
+    end = loop.time() + duration
     result = LoadResult(seconds=duration, completed=0, errors=0)
 
     async def run(round_trip: RoundTrip) -> None:
@@ -41,12 +44,11 @@ async def closed_loop(workers: list[RoundTrip], duration: float, warmup: float =
             except (TimeoutError, asyncio.TimeoutError):
                 result.errors += 1
                 continue
-            finished = loop.time()
-            if start <= finished <= end:
+            if loop.time() <= end:
                 result.completed += 1
                 result.latencies.append(latency)
 
     began = time.perf_counter()
     await asyncio.gather(*(run(w) for w in workers))
-    result.seconds = min(duration, time.perf_counter() - began - warmup) if duration else 0.0
+    result.seconds = min(duration, time.perf_counter() - began) if duration else 0.0
     return result

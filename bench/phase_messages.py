@@ -27,10 +27,10 @@ def _p50(values: Any) -> float | None:
 
 async def _measured(session: Session, workers: list[Any], docker_ids: list[str]) -> tuple[LoadResult, dict[str, float]]:
     """A closed-loop load, and where its CPU went: manager, this process (the clients), the runtimes."""
-    await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+    await closed_loop(workers, 1.0)  # warm-up, not counted
     runtimes_before = container_cpu_seconds(docker_ids)
     before = cpu_seconds([session.manager.pid, os.getpid()])
-    load = await closed_loop(workers, session.sizes.load_seconds, warmup=0)
+    load = await closed_loop(workers, session.sizes.load_seconds)
     after = cpu_seconds([session.manager.pid, os.getpid()])
     spent = {"manager": after.seconds[session.manager.pid] - before.seconds[session.manager.pid],
              "bench": after.seconds[os.getpid()] - before.seconds[os.getpid()],

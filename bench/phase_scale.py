@@ -9,8 +9,9 @@ from bench.client import BenchClient
 from bench.processes import cpu_percent, cpu_seconds, engine_pids, rss_bytes
 from bench.rounds import rounds_seen
 from bench.session import Session, create_start
+from flow_manager.config import Settings
 
-STATUS_INTERVAL = 10.0  # the manager's default --status-interval, which the bench keeps
+STATUS_INTERVAL = Settings.status_interval  # the manager's default --status-interval, which the bench keeps
 ROUND_GRACE = 3.0  # seconds a round due near the end of the window gets to be delivered inside it
 
 

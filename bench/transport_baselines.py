@@ -95,9 +95,9 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
         results: dict[str, Any] = {"socketio_rtt_ms": summarize(s * 1000 for s in rtt)}
         for event in ("broadcast", "unicast"):
             workers = [_round_trip(client, i, event) for i, client in enumerate(connected)]
-            await closed_loop(workers, 1.0, warmup=0)  # warm-up, not counted
+            await closed_loop(workers, 1.0)  # warm-up, not counted
             before = cpu_seconds([server.pid, os.getpid()])
-            load = await closed_loop(workers, duration, warmup=0)
+            load = await closed_loop(workers, duration)
             after = cpu_seconds([server.pid, os.getpid()])
             server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
             client_cpu_s = after.seconds[os.getpid()] - before.seconds[os.getpid()]

@@ -81,8 +81,10 @@ class StatusReader:
         if observed is None or not observed.running or not self.reconciler.engine.available:
             return resource_usage(None, iso_now())
         fast = await self._cgroups.usage(observed.docker_id, observed.pid, iso_now())
-        if fast is not None:
-            return fast
+        return fast if fast is not None else await self._docker_usage(observed)
+
+    async def _docker_usage(self, observed: Observed) -> dict[str, Any]:
+        """Docker's stats endpoint (about a second each): only when the cgroup files are not visible."""
         try:
             async with self._stats_slots:
                 stats = await self.docker.stats(observed.docker_id)
@@ -142,7 +144,7 @@ class StatusReader:
         usage: dict[str, dict[str, Any] | None] = await self._cgroups.usage_many(
             [(o.docker_id, o.pid) for o in running.values()], stamp) if running else {}
         slow = [docker_id for docker_id, value in usage.items() if value is None]  # cgroups not visible: Docker's API
-        for docker_id, value in zip(slow, await asyncio.gather(*(self._usage(running[d]) for d in slow))):
+        for docker_id, value in zip(slow, await asyncio.gather(*(self._docker_usage(running[d]) for d in slow))):
             usage[docker_id] = value
         sampled_at = time.perf_counter()
         self.last_round_ms = {"list": round((listed_at - started) * 1000, 1),
