@@ -59,13 +59,15 @@ class Handlers:
     def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader,
                  broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore, *,
                  policy: RequestPolicy | None = None, auth: ConnectAuth | None = None,
-                 limiter: RateLimiter | None = None, timings: RequestTimings | None = None) -> None:
+                 limiter: RateLimiter | None = None, timings: RequestTimings | None = None,
+                 extensions: dict[str, Route] | None = None) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.links, self.codes = links, codes
         self.policy = policy or RequestPolicy.build()
         self.auth = auth or ConnectAuth()
         self.limiter = limiter or RateLimiter(rate=0, burst=1)
         self.timings = timings or RequestTimings()
+        self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
         self.operations: frozenset[str] = frozenset()
 
     def register(self) -> None:
@@ -84,6 +86,7 @@ class Handlers:
             # extension: narrow this client's message_received to some containers
             "subscribe_messages": Route("messages_subscribed", SubscribeMessages, self.subscribe_messages,
                                         per_client=True),
+            **self.extensions,
         }
         for operation, route in routes.items():
             self.sio.on(operation, self._route(operation, route))

@@ -14,8 +14,7 @@ import resource
 import time
 from typing import Any, Callable
 
-import socketio
-
+from api.schemas import GetMetrics
 from flow_manager.gc_monitor import GcMonitor
 from flow_manager.loop_monitor import LoopMonitor, percentile_ms
 
@@ -69,22 +68,18 @@ class RequestTimings:
 
 
 class Metrics:
-    def __init__(self, sio: socketio.AsyncServer, monitor: LoopMonitor, gc_monitor: GcMonitor,
+    def __init__(self, monitor: LoopMonitor, gc_monitor: GcMonitor,
                  counters: Callable[[], dict[str, Any]], rounds: Callable[[], list[dict[str, Any]]],
                  requests: RequestTimings | None = None) -> None:
-        self.sio, self.monitor, self.gc_monitor, self.counters, self.rounds = sio, monitor, gc_monitor, counters, rounds
+        self.monitor, self.gc_monitor, self.counters, self.rounds = monitor, gc_monitor, counters, rounds
         self.requests = requests or RequestTimings()
         self.started = time.time()
-
-    def register(self) -> None:
-        self.sio.on("get_metrics", self.get_metrics)
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         return {"timestamp": time.time(), "loop": self.monitor.snapshot(reset), "gc": self.gc_monitor.snapshot(reset),
                 "process": process_figures(self.started), "requests": self.requests.snapshot(reset),
                 "status_rounds": self.rounds(), **self.counters()}
 
-    async def get_metrics(self, sid: str, data: Any = None) -> dict[str, Any]:
-        payload = self.snapshot(reset=isinstance(data, dict) and data.get("reset") is True)
-        await self.sio.emit("metrics", payload, to=sid)
-        return payload
+    async def get_metrics(self, request: GetMetrics) -> dict[str, Any]:
+        """The `get_metrics` request, answered through the handlers' shared path (validation, rate limit)."""
+        return self.snapshot(reset=request.reset)

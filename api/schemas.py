@@ -121,6 +121,12 @@ class SubscribeMessages(Request):
     container_ids: Annotated[list[Reference], Field(max_length=MAX_SUBSCRIPTIONS)] | None = None
 
 
+class GetMetrics(Request):
+    """Extension: the manager's own figures; `reset` starts new lag, GC and handler-time windows."""
+
+    reset: bool = False
+
+
 def _depth(value: Any, level: int = 1) -> int:
     if level > MAX_MESSAGE_DEPTH:
         return level

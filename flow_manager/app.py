@@ -11,10 +11,11 @@ import socketio
 
 from api import engineio_tuning
 from api.broadcast import Broadcaster
-from api.handlers import ApiSettings, Handlers
+from api.handlers import ApiSettings, Handlers, Route
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
+from api.schemas import GetMetrics
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
@@ -85,12 +86,14 @@ class FlowManager:
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
                                       self.broadcaster.listening)
         timings = RequestTimings()
+        metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
         Handlers(self.sio, self.store, reader, self.broadcaster,
                  ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout,
                              max_containers=s.max_containers),
                  self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
-                 limiter=self.security.limiter(s), timings=timings).register()
-        Metrics(self.sio, self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings).register()
+                 limiter=self.security.limiter(s), timings=timings,
+                 extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
+                 ).register()
         self.loop_monitor.start()
         self.gc_monitor.start()
         if self.store.journal is not None:

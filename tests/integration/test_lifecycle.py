@@ -121,3 +121,16 @@ async def test_every_client_sees_server_events(server, client: Client):
         await client.call("delete_container", {"container_id": cid})
     finally:
         await other.close()
+
+
+async def test_get_metrics_extension(client):
+    """The manager's own figures, through the same request path as every event (validated, rate limited)."""
+    await client.call("list_containers", {})
+    metrics = await client.call("get_metrics", {"reset": True})
+    assert {"loop", "gc", "process", "requests", "status_rounds", "docker_calls"} <= set(metrics), metrics.keys()
+    assert metrics["requests"]["list_containers"]["n"] >= 1 and metrics["process"]["rss_bytes"] > 0
+    await client.wait_for("metrics", None)
+    after_reset = await client.call("get_metrics")  # no argument: an empty request
+    assert "list_containers" not in after_reset["requests"], "reset started new handler-time windows"
+    refused = await client.call("get_metrics", {"reset": "yes"})
+    assert refused["error_type"] == "validation_error" and refused["details"]["field"] == "reset"
