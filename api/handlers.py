@@ -223,10 +223,14 @@ class Handlers:
                            container_id=container_id, superseded=True)
 
     def _state(self, container_id: str, default: str) -> tuple[str, str | None]:
+        """(state, docker id) from the controller's last observation; `unknown` while the engine is
+        unreachable, decided as the status reader decides it."""
         known = self.reader.reconciler.known(container_id)
-        if known is None or known.observed is None:
-            return (UNKNOWN if known is not None and known.state == UNKNOWN else default), None
-        return (UNKNOWN if known.state == UNKNOWN else known.observed.api_state), known.observed.docker_id
+        observed = known.observed if known is not None else None
+        docker_id = observed.docker_id if observed is not None else None
+        if not self.reader.reconciler.engine.available:
+            return UNKNOWN, docker_id
+        return (observed.api_state if observed is not None else default), docker_id
 
     async def _snapshot(self, code_path: str) -> CodeSnapshot:
         """Read code from a path the policy admitted (already resolved)."""
