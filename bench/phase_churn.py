@@ -49,14 +49,14 @@ async def target(session: Session) -> dict[str, Any]:
     echo_server = Child(["-m", "bench.echo_servers", "socketio", str(port)], session.workdir / "echo-churn.log", port)
     echo_server.start()
     echo = socketio.AsyncClient(reconnection=False)
-    await echo.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
     canary = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.canary", cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    await asyncio.sleep(1)  # started and measuring
-    engine = engine_pids()
-    pids = [session.manager.pid, *engine.values()]
     try:
+        await echo.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
+        await asyncio.sleep(1)  # started and measuring
+        engine = engine_pids()
+        pids = [session.manager.pid, *engine.values()]
         async with session.clients(clients) as connected:
             await session.metrics(reset=True)
             probes = [asyncio.create_task(_probe(lambda: session.main.call("list_containers", {}), finished, listing)),
@@ -76,7 +76,7 @@ async def target(session: Session) -> dict[str, Any]:
     finally:
         await echo.disconnect()
         echo_server.stop()
-    out, _ = await canary.communicate(b"")
+        out, _ = await canary.communicate(b"")  # closing its stdin ends the canary, also after a failure
     canary_lag = json.loads(out.decode().strip().splitlines()[-1])["window"]
     return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
             "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
