@@ -17,6 +17,7 @@ from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
 from controller.applier import Applier
+from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
@@ -74,7 +75,8 @@ class FlowManager:
         applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
                                                          stop_timeout=s.stop_timeout,
                                                          memory_limit=s.default_memory_limit,
-                                                         pids_limit=s.default_pids_limit), self.links, deployer)
+                                                         pids_limit=s.default_pids_limit), self.links, deployer,
+                          binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden))
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
