@@ -46,7 +46,7 @@ class Applier:
         """Refuse (BindSourceRefused, a permanent validation_error) rather than let Docker bind a path
         that no longer resolves, without symlinks, to what the policy admitted."""
         if self.binds is not None:
-            await self.binds.check(record.spec.volumes, operation)
+            await self.binds.check(record.id, record.spec.volumes, operation)
 
     def body(self, record: Record) -> dict[str, Any]:
         binds, env = self.links.inputs(record) if self.links else ((), {})

@@ -22,7 +22,7 @@ import asyncio
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from controller.docker_adapter import DockerFailure
 
@@ -116,16 +116,30 @@ def walk(real: str, create_from: int | None = None) -> str | None:
         os.close(current)
 
 
+def _nobody() -> dict[str, str]:
+    return {}
+
+
 @dataclass(frozen=True)
 class BindGuard:
     """The policy's volume roots and forbidden places (real paths, resolved at start-up), applied again
-    to a record's bind sources each time Docker is about to use them."""
+    to a record's bind sources each time Docker is about to use them.
+
+    `bound` lists every managed container's bind sources (real path -> container id), so that records
+    admitted before nesting was refused (an older journal) cannot start nested either.
+    """
 
     roots: tuple[str, ...]
     forbidden: tuple[str, ...]
+    bound: Callable[[], Mapping[str, str]] = _nobody
 
-    def refusal(self, real: str) -> tuple[str, str] | None:
-        """(reason, why) if `real` may not be bound now, else None."""
+    def refusal(self, real: str, others: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(reason, why) if `real` may not be bound now, else None. `others`: the other containers'
+        bind sources (real path -> container id)."""
+        for other, owner in (others or {}).items():
+            if nested(real, other):
+                where = "lies inside" if inside(real, other) else "contains"
+                return BIND_SOURCE_NOT_ALLOWED, f"{where} {other}, the bind source of container {owner}"
         for place in self.forbidden:
             if inside(real, place) or inside(place, real):
                 return BIND_SOURCE_NOT_ALLOWED, f"is or contains {place}, which is never mountable"
@@ -135,14 +149,15 @@ class BindGuard:
         why = walk(real, create_from=len([p for p in root.split("/") if p]))
         return (BIND_SOURCE_CHANGED, why) if why else None
 
-    def verify(self, volumes: Mapping[str, str], operation: str) -> None:
+    def verify(self, volumes: Mapping[str, str], operation: str, others: Mapping[str, str] | None = None) -> None:
         """Blocking (filesystem calls): run it in a thread."""
         for host, container_path in volumes.items():
-            refused = self.refusal(host)
+            refused = self.refusal(host, others)
             if refused is not None:
                 reason, why = refused
                 raise BindSourceRefused(host, container_path, why, reason, operation)
 
-    async def check(self, volumes: Mapping[str, str], operation: str) -> None:
+    async def check(self, container_id: str, volumes: Mapping[str, str], operation: str) -> None:
         if volumes:
-            await asyncio.to_thread(self.verify, dict(volumes), operation)
+            others = {path: owner for path, owner in self.bound().items() if owner != container_id}
+            await asyncio.to_thread(self.verify, dict(volumes), operation, others)

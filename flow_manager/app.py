@@ -62,6 +62,10 @@ class FlowManager:
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
         self.gc_monitor = GcMonitor()
 
+    def _bind_sources(self) -> dict[str, str]:
+        """Every record's bind sources (real path -> container id), for the check before each start."""
+        return {real: record.id for record in self.store.records() for real in record.spec.volumes}
+
     async def startup(self) -> None:
         s = self.settings
         self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout)
@@ -76,7 +80,8 @@ class FlowManager:
                                                          stop_timeout=s.stop_timeout,
                                                          memory_limit=s.default_memory_limit,
                                                          pids_limit=s.default_pids_limit), self.links, deployer,
-                          binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden))
+                          binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden,
+                                          bound=self._bind_sources))
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),

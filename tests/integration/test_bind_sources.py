@@ -110,12 +110,13 @@ async def test_a_crash_restart_never_binds_a_source_swapped_for_a_symlink(vc: Cl
         error = await vc.wait_for("error", None, lambda e: refused_for_the_bind_source(e, source))
         assert error["error_type"] == "validation_error" and error["details"]["container_id"] == cid, error
         status = await vc.call("get_container_status", {"container_id": cid})
-        assert status["state"] == "stopped", status
+        assert status["state"] == "stopped" and status["last_error"]["reason"] == REASON, status
         assert not await running(docker, docker_id)
     finally:
         restore(source, kept)
     again = await vc.call("start_container", {"container_id": cid})  # the real directory is back: it runs
     assert again["status"] == "running", again
+    assert (await vc.call("get_container_status", {"container_id": cid}))["last_error"] is None
     assert (await exec_output(docker, docker_id, "ls", "/v")).strip() == ""
 
 

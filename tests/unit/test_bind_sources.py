@@ -78,6 +78,9 @@ def test_the_guard_applies_the_current_roots_and_forbidden_places(root: Path):
     (root / "a" / "c").symlink_to(root.parent / "outside")
     reason, why = guard.refusal(str(root / "a" / "c"))
     assert reason == BIND_SOURCE_CHANGED and "symlink" in why
+    nesting = guard.refusal(str(root / "a"), {str(root / "a" / "b"): "0123456789ab"})
+    assert nesting is not None and nesting[0] == BIND_SOURCE_NOT_ALLOWED and "0123456789ab" in nesting[1]
+    assert guard.refusal(str(root / "file.txt"), {str(root / "file.txt"): "0123456789ab"}) is None  # shared
     with pytest.raises(BindSourceRefused) as info:
         guard.verify({str(root / "a" / "c"): "/data"}, "start_container")
     failure = info.value
@@ -161,3 +164,15 @@ async def test_a_restart_refused_after_its_stop_does_not_start(root: Path):
     with pytest.raises(BindSourceRefused):
         await applier.apply(record, Action(Act.RESTART, "id"), "id", lambda _: None, swap_while_stopped)
     assert docker.calls == ["stop"]
+
+
+async def test_a_start_is_refused_when_another_records_source_nests(root: Path):
+    """Records admitted before nesting was refused (an older journal) do not start nested either."""
+    docker = FakeDocker()
+    others = {str(root / "a"): "fedcba987654", str(root / "a" / "b"): "0123456789ab"}
+    applier = Applier(docker, ContainerDefaults(), binds=BindGuard(  # type: ignore[arg-type]
+        roots=(str(root),), forbidden=(), bound=lambda: others))
+    with pytest.raises(BindSourceRefused) as info:
+        await applier.apply(record_binding(root / "a" / "b"), Action(Act.START, "id"), "id", lambda _: None, nothing)
+    assert info.value.details["reason"] == BIND_SOURCE_NOT_ALLOWED and "fedcba987654" in info.value.message
+    assert docker.calls == []
