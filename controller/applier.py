@@ -4,9 +4,10 @@ Each action is one Docker call (a restart is two, observed in between).
 Before the manager ends a run itself (stop, restart, remove) it acknowledges
 that run, so the crash detector never mistakes a requested stop for a crash.
 Before every Docker call that binds the record's volumes (create, start,
-restart, recreate, and the archive copy of a code deploy) their host paths are checked again (controller.bind_sources):
-Docker follows symlinks in a bind source at each start, so a check made only
-when the request arrived would not hold when the mount is made.
+restart, recreate, and the archive copy of a code deploy) their host paths
+are checked again (controller.bind_sources): Docker follows symlinks in a
+bind source at each start, so a check made only when the request arrived
+would not hold when the mount is made.
 """
 from __future__ import annotations
 
