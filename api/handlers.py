@@ -8,6 +8,7 @@ the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -247,8 +248,16 @@ class Handlers:
                            max=self.settings.max_containers)
 
     # -- operations ----------------------------------------------------------------
+    def _bind_sources(self) -> dict[str, str]:
+        """Every managed container's bind sources (real path -> container id); a tombstone's too, as its
+        container may still run."""
+        return {real: record.id for record in self.store.records() for real in record.spec.volumes}
+
     async def create(self, request: CreateContainer) -> dict[str, Any]:
-        admitted = self.policy.admit_create(request)  # nothing is written unless every rule passes
+        if request.volumes or request.code_path:  # resolving host paths touches the filesystem
+            admitted = await asyncio.to_thread(self.policy.admit_create, request, self._bind_sources())
+        else:
+            admitted = self.policy.admit_create(request)  # nothing is written unless every rule passes
         self._room_for_one_more()
         code = await self._snapshot(admitted.code_path) if admitted.code_path else None
         container_id = new_container_id()
@@ -258,6 +267,7 @@ class Handlers:
             command=tuple(request.command) if request.command else None,
             memory_limit=request.memory_limit, pids_limit=request.pids_limit)
         self._room_for_one_more()  # again: others may have created while the code was read
+        self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
         try:
             record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
                                        code_path=request.code_path, code_revision=code.revision if code else None)

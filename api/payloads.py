@@ -56,6 +56,7 @@ def _extensions(status: ContainerStatus) -> dict[str, Any]:
         "restart_count": status.crash_count,
         "waiting_reason": status.waiting_reason,
         "next_restart_at": iso(status.next_restart_at) if status.next_restart_at else None,
+        "last_error": status.last_error,
     }
 
 

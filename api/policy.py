@@ -9,7 +9,15 @@ and normalising, so `..` tricks and symlinks pointing out of an allowed root
 are refused, and a few places are refused even under an allowed root (the
 Docker socket, /proc, /sys, /etc, the manager's own state and links).
 
-Pure apart from resolving paths on the local filesystem; the API turns a
+Bind sources may not nest: a volume whose real path lies inside, or contains,
+another bind source of the same request or of any managed container is
+refused. A container can write in its mounts, so with nesting it could replace
+a directory on another bind source's path by a symlink, and Docker follows
+symlinks at every start (controller.bind_sources re-checks each start; this
+rule keeps containers out of the window between that check and the mount).
+
+Pure apart from resolving paths on the local filesystem (call it off the event
+loop); the bind sources of existing containers are passed in. The API turns a
 PolicyViolation into one `validation_error` naming the field.
 """
 from __future__ import annotations
@@ -17,9 +25,11 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from api.schemas import CreateContainer
+from controller.bind_sources import inside as _inside
+from controller.bind_sources import nested
 from controller.links import LINK_DIR_IN_CONTAINER
 
 # Never mountable and never read as code, whatever roots are allowed. A path is refused when it is one
@@ -40,10 +50,6 @@ def resolve(path: str) -> str:
     return os.path.realpath(os.path.normpath(path))
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
 def normalise_image(image: str) -> str:
     """`flow` means `flow:latest` to Docker; patterns are matched against what Docker will use."""
     last = image.rsplit("/", 1)[-1]
@@ -56,6 +62,7 @@ class Admitted:
 
     volumes: dict[str, str]
     code_path: str | None
+    requested: dict[str, str] = field(default_factory=dict)  # real path -> the host path as requested
 
 
 @dataclass(frozen=True)
@@ -126,11 +133,39 @@ class RequestPolicy:
     def code_path(self, path: str) -> str:
         return self.host_path(path, self.code_roots, "code_path", "code paths")
 
+    @staticmethod
+    def no_nesting(requested: Mapping[str, str], bound: Mapping[str, str]) -> None:
+        """No bind source lies strictly inside or around another: `requested` maps this request's real
+        paths to the host paths as asked, `bound` the bind sources of existing containers to their ids.
+
+        The same directory bound by two containers is allowed: neither can rename the root of its mount.
+        """
+        seen: list[str] = []
+        for real, host in requested.items():
+            for other in seen:
+                if nested(real, other):
+                    where = "inside" if _inside(real, other) else "around"
+                    raise PolicyViolation(f"volumes.{host}", f"{host} resolves to {real}, which is {where} "
+                                          f"{other}, mounted by this request too: bind sources may not nest "
+                                          "(a container could swap one for a symlink through the other)")
+            for other, owner in bound.items():
+                if nested(real, other):
+                    where = "inside" if _inside(real, other) else "around"
+                    raise PolicyViolation(f"volumes.{host}", f"{host} resolves to {real}, which is {where} "
+                                          f"{other}, the bind source of container {owner}: bind sources may "
+                                          "not nest (a container could swap one for a symlink through the other)")
+            seen.append(real)
+
     # -- whole requests ------------------------------------------------------------------
-    def admit_create(self, request: CreateContainer) -> Admitted:
-        """Every rule a create request must pass; the first one broken is the error."""
+    def admit_create(self, request: CreateContainer, bound: Mapping[str, str] | None = None) -> Admitted:
+        """Every rule a create request must pass; the first one broken is the error.
+
+        `bound`: the bind sources of the managed containers (real path -> container id). Check
+        `no_nesting` again right before the record is written if anything was awaited in between.
+        """
         self.image(request.image)
         volumes: dict[str, str] = {}
+        requested: dict[str, str] = {}
         for host, inside in request.volumes.items():
             self.mount_target(host, inside)
             if os.path.normpath(inside) in map(os.path.normpath, volumes.values()):
@@ -138,9 +173,10 @@ class RequestPolicy:
             real = self.host_path(host, self.volume_roots, f"volumes.{host}", "host volumes")
             if real in volumes:
                 raise PolicyViolation(f"volumes.{host}", f"{host} resolves to {real}, which is already mounted")
-            volumes[real] = inside
+            volumes[real], requested[real] = inside, host
+        self.no_nesting(requested, bound or {})
         for container_port, host_port in request.ports.items():
             self.host_port(container_port, host_port)
         self.limits(request.memory_limit, request.pids_limit)
         code_path = self.code_path(request.code_path) if request.code_path else None
-        return Admitted(volumes=volumes, code_path=code_path)
+        return Admitted(volumes=volumes, code_path=code_path, requested=requested)

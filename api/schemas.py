@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from controller.links import CONTROL_PREFIX
 
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"           # Docker's container name rule (2+ characters)
+MANAGED_ID_RE = re.compile(r"^[0-9a-f]{12}$")            # the shape of the manager's container ids
 # Docker's image reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest].
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?/)"
@@ -48,6 +49,15 @@ class CreateContainer(Request):
     code_path: AbsolutePath | None = None
     memory_limit: Annotated[int, Field(ge=6 << 20, le=1 << 40)] | None = None  # bytes; Docker's minimum is 6 MiB
     pids_limit: Annotated[int, Field(ge=1, le=1 << 22)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_id(cls, value: str | None) -> str | None:
+        """References accept an id or a name, ids first: a name shaped like an id could shadow another
+        container (or be shadowed by one created later), so such names are refused."""
+        if value is not None and MANAGED_ID_RE.match(value):
+            raise ValueError("a name may not look like a container id (12 lowercase hexadecimal characters)")
+        return value
 
     @field_validator("environment")
     @classmethod

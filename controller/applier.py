@@ -3,12 +3,18 @@
 Each action is one Docker call (a restart is two, observed in between).
 Before the manager ends a run itself (stop, restart, remove) it acknowledges
 that run, so the crash detector never mistakes a requested stop for a crash.
+Before every Docker call that binds the record's volumes (create, start,
+restart, recreate, and the archive copy of a code deploy) their host paths
+are checked again (controller.bind_sources): Docker follows symlinks in a
+bind source at each start, so a check made only when the request arrived
+would not hold when the mount is made.
 """
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
 from controller import labels
+from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
 from controller.docker_adapter import DockerAdapter
@@ -32,8 +38,16 @@ ACTIVITY = {
 
 class Applier:
     def __init__(self, docker: DockerAdapter, defaults: ContainerDefaults,
-                 links: LinkManager | None = None, deployer: CodeDeployer | None = None) -> None:
+                 links: LinkManager | None = None, deployer: CodeDeployer | None = None,
+                 binds: BindGuard | None = None) -> None:
         self.docker, self.defaults, self.links, self.deployer = docker, defaults, links, deployer
+        self.binds = binds
+
+    async def _check_binds(self, record: Record, operation: str) -> None:
+        """Refuse (BindSourceRefused, a permanent validation_error) rather than let Docker bind a path
+        that no longer resolves, without symlinks, to what the policy admitted."""
+        if self.binds is not None:
+            await self.binds.check(record.id, record.spec.volumes, operation)
 
     def body(self, record: Record) -> dict[str, Any]:
         binds, env = self.links.inputs(record) if self.links else ((), {})
@@ -54,16 +68,20 @@ class Applier:
         act = action.act
         details: dict[str, Any] = {}
         if act is Act.CREATE:
+            await self._check_binds(record, "create_container")
             target = await self.docker.create(self.body(record), record.spec.name)
         elif target is None:
             raise ValueError(f"{act.value} needs a container")
         elif act is Act.DEPLOY:
             if self.deployer is None:
                 raise ValueError("no code deployer configured")
+            # Docker's archive API binds the container's volumes again (by host path) to extract into them
+            await self._check_binds(record, "update_container")
             await self.deployer.deploy(record, target)
             if action.docker_id is None:
                 return target, None  # initial code of a new container is part of its creation
         elif act is Act.REPLACE:
+            await self._check_binds(record, "create_container")  # refused here: the old one keeps running
             body = self.body(record)
             old, temporary = target, f"{record.spec.name}.next-{body['Labels'][labels.SPEC_HASH][:8]}"
             target = await self.docker.create(body, temporary)  # fails here: the old one is untouched
@@ -76,6 +94,7 @@ class Applier:
         elif act is Act.RENAME:
             await self.docker.rename(target, record.spec.name)
         elif act is Act.START:
+            await self._check_binds(record, "start_container")
             await self.docker.start(target)
         elif act is Act.UNPAUSE:
             await self.docker.unpause(target)
@@ -83,9 +102,11 @@ class Applier:
             acknowledge(target)
             await self.docker.stop(target)
         elif act is Act.RESTART:
+            await self._check_binds(record, "restart_container")  # refused before anything is stopped
             acknowledge(target)
             await self.docker.stop(target)
             await checkpoint(target)
+            await self._check_binds(record, "restart_container")  # and again: the stop took a while
             await self.docker.start(target)
         elif act is Act.REMOVE:
             acknowledge(target)

@@ -60,6 +60,8 @@ class ContainerStatus:
     next_restart_at: float | None
     created_at: float
     ports: dict[str, int] = field(default_factory=dict)
+    # why the controller could not converge the record (until it can): e.g. a bind source refused at a restart
+    last_error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,17 @@ class StatusReader:
             next_restart_at=known.restart_not_before if known and known.waiting_reason else None,
             created_at=record.created_at,
             ports=dict(record.spec.ports),
+            last_error=last_error(record),
         )
+
+
+def last_error(record: Record) -> dict[str, Any] | None:
+    """The controller's unresolved failure for this record (cleared by its next success)."""
+    error = record.status.error
+    if error is None:
+        return None
+    return {"error_type": error.error_type, "message": error.message,
+            **({"reason": error.details["reason"]} if "reason" in error.details else {})}
 
 
 @dataclass

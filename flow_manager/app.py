@@ -17,6 +17,7 @@ from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
 from controller.applier import Applier
+from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
@@ -61,6 +62,10 @@ class FlowManager:
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
         self.gc_monitor = GcMonitor()
 
+    def _bind_sources(self) -> dict[str, str]:
+        """Every record's bind sources (real path -> container id), for the check before each start."""
+        return {real: record.id for record in self.store.records() for real in record.spec.volumes}
+
     async def startup(self) -> None:
         s = self.settings
         self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout)
@@ -74,7 +79,9 @@ class FlowManager:
         applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
                                                          stop_timeout=s.stop_timeout,
                                                          memory_limit=s.default_memory_limit,
-                                                         pids_limit=s.default_pids_limit), self.links, deployer)
+                                                         pids_limit=s.default_pids_limit), self.links, deployer,
+                          binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden,
+                                          bound=self._bind_sources))
         self.reconciler = Reconciler(
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),

@@ -131,3 +131,35 @@ def test_forbidden_places_are_compared_as_real_paths(tmp_path: Path):
     assert refused(policy, create(volumes={str(link): "/x"})).field == f"volumes.{link}"
     assert os.path.realpath("/var/run/docker.sock") in RequestPolicy.build().forbidden
     assert set(map(os.path.realpath, ALWAYS_FORBIDDEN)) <= set(RequestPolicy.build().forbidden)
+
+
+# -- bind sources never nest (issue 16: a container swapping a directory on another bind source's path) ----
+def test_bind_sources_of_one_request_may_not_nest(tree: Path):
+    (tree / "allowed" / "data" / "b").mkdir()
+    policy = RequestPolicy.build(volume_roots=[str(tree / "allowed")])
+    outer, inner = tree / "allowed" / "data", tree / "allowed" / "data" / "b"
+    violation = refused(policy, create(volumes={str(outer): "/a", str(inner): "/b"}))
+    assert violation.field == f"volumes.{inner}" and f"inside {outer}" in violation.message
+    violation = refused(policy, create(volumes={str(inner): "/b", str(tree / "allowed" / "inner"): "/a"}))
+    assert violation.field == f"volumes.{tree / 'allowed' / 'inner'}" and f"around {inner}" in violation.message
+
+
+def test_bind_sources_may_not_nest_in_or_around_another_containers(tree: Path):
+    (tree / "allowed" / "data" / "b").mkdir()
+    (tree / "allowed" / "data-sibling").mkdir()
+    policy = RequestPolicy.build(volume_roots=[str(tree / "allowed")])
+    bound = {str(tree / "allowed" / "data"): "0123456789ab"}
+    for host in (tree / "allowed" / "data" / "b", tree / "allowed", tree / "allowed" / "inner" / "b"):
+        violation = refused_with(policy, create(volumes={str(host): "/x"}), bound)
+        assert violation.field == f"volumes.{host}" and "0123456789ab" in violation.message, violation.message
+    for host in (tree / "allowed" / "data-sibling", tree / "allowed" / "data", tree / "allowed" / "inner"):
+        policy.admit_create(create(volumes={str(host): "/x"}), bound)  # a sibling, or the very same directory
+    admitted = policy.admit_create(create(volumes={str(tree / "allowed" / "inner" / "b"): "/x"}))
+    with pytest.raises(PolicyViolation):  # the re-check right before the record is written
+        RequestPolicy.no_nesting(admitted.requested, bound)
+
+
+def refused_with(policy: RequestPolicy, request: CreateContainer, bound: dict[str, str]) -> PolicyViolation:
+    with pytest.raises(PolicyViolation) as info:
+        policy.admit_create(request, bound)
+    return info.value

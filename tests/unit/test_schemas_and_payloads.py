@@ -65,6 +65,16 @@ def test_messages_are_plain_bounded_json_and_not_control_commands(message, probl
     assert error.details["field"] == "message" and problem in error.message
 
 
+def test_a_name_may_not_look_like_a_managed_id():
+    """References try ids first: a name equal to another container's id would resolve to that one."""
+    with pytest.raises(ValidationError) as info:
+        CreateContainer.model_validate({"image": "flow:latest", "name": "0123456789ab"})
+    error = from_validation(info.value)
+    assert error.details["field"] == "name" and "container id" in error.message
+    for fine in ("0123456789abc", "0123456789a", "0123456789AB", "flow-0123456789ab", "g123456789ab"):
+        assert CreateContainer.model_validate({"image": "flow:latest", "name": fine}).name == fine
+
+
 def test_references_are_ids_or_names():
     assert ContainerRef.model_validate({"container_id": "abc123def456"}).container_id == "abc123def456"
     for bad in ("", "a b", "../x", "x" * 129, "-a"):
