@@ -20,6 +20,8 @@ from api.policy import RequestPolicy
 from api.schemas import ListContainers, UpdateContainer
 from controller.engine import EngineWatch
 from controller.events import ControllerError
+from controller.observed import ABSENT, API_STATES
+from controller.reconciler import UNKNOWN
 from store import ContainerSpec, DesiredState, MemoryStore
 from store.code import CodeSnapshot
 
@@ -80,8 +82,6 @@ async def test_list_reports_a_documented_state_for_a_record_docker_has_no_contai
 
 
 def test_every_state_a_docker_container_can_be_reported_in_is_documented():
-    from controller.observed import API_STATES, ABSENT
-    from controller.reconciler import UNKNOWN
     assert {*API_STATES.values(), ABSENT, UNKNOWN} <= documented_states()
 
 
