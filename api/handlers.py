@@ -29,6 +29,7 @@ from api.policy import PolicyViolation, RequestPolicy
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
+from controller.observed import ABSENT
 from controller.reconciler import UNKNOWN
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
@@ -215,7 +216,11 @@ class Handlers:
         return current
 
     def _intent(self, record: Record, **changes: Any) -> Record:
-        return self.store.update(record.id, **changes)
+        try:
+            return self.store.update(record.id, **changes)
+        except UnknownContainer:  # removed since it was resolved (a handler that awaited in between)
+            raise ApiError("container_not_found", f"no managed container {record.id!r}",
+                           container_id=record.id) from None
 
     @staticmethod
     def _unless_superseded(current: Record | None, wanted: DesiredState, container_id: str) -> None:
@@ -305,7 +310,8 @@ class Handlers:
         code_path = self.policy.code_path(request.code_path)  # a refused field is a validation_error, found or not
         record = self._record(request.container_id)
         code = await self._snapshot(code_path)  # unreadable: validation_error, nothing changes
-        record = self._intent(record, code_revision=code.revision, code_path=request.code_path)
+        # Deleted (or being deleted) while the code was read: as if the request had come after the delete.
+        record = self._intent(self._record(record.id), code_revision=code.revision, code_path=request.code_path)
         current = await self._converge(record, "update_container")
         if current is None or current.code_revision != code.revision:
             raise ApiError("system_error", "superseded by a later request for the same container",
@@ -348,7 +354,10 @@ class Handlers:
         for record in self.store.records():
             if record.desired is DesiredState.DELETED:
                 continue
-            state, docker_id = self._state(record.id, "pending")
+            # No container observed for the record (not created in Docker yet, or removed behind the
+            # manager's back): `deleted`, the documented state of a container that does not exist, as
+            # get_container_status reports it.
+            state, docker_id = self._state(record.id, ABSENT)
             entries.append({
                 "id": record.id, "name": record.spec.name, "status": state, "image": record.spec.image,
                 "created": payloads.iso(record.created_at),

@@ -61,7 +61,8 @@ def _extensions(status: ContainerStatus) -> dict[str, Any]:
 
 
 def engine_status(status: EngineStatus) -> dict[str, Any]:
-    return {"available": status.available, "docker_host": status.docker_host, "since": status.since,
+    """`since` (when the engine became unreachable, or answered again) is ISO 8601 like `timestamp`."""
+    return {"available": status.available, "docker_host": status.docker_host, "since": iso(status.since),
             "message": status.message, "timestamp": iso_now()}
 
 

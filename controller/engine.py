@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from controller.events import ControllerError, EventSink
+from controller.events import ControllerError, EventSink, iso
 
 log = logging.getLogger("flow_manager.engine")
 
@@ -148,7 +148,7 @@ class EngineWatch:
         log.warning("Docker engine %s unreachable: %s", self.docker_host, error)
         self.sink.publish(ControllerError("docker_api_error", f"Docker engine unreachable: {error}",
                                           {"operation": "docker_engine", "reason": "docker_unreachable",
-                                           "docker_host": self.docker_host, "since": self.since}))
+                                           "docker_host": self.docker_host, "since": iso(self.since)}))
         self.sink.publish(self.status())
         self.on_lost()
 

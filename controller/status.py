@@ -11,12 +11,11 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from controller.cgroup_stats import CgroupStats
 from controller.docker_adapter import DockerAdapter, DockerFailure
-from controller.events import EventSink
+from controller.events import EventSink, iso
 from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
 from controller.stats import format_uptime, resource_usage
@@ -27,10 +26,6 @@ log = logging.getLogger("flow_manager.status")
 
 def iso_now() -> str:
     return iso(time.time())
-
-
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LinkState(Protocol):

@@ -8,6 +8,7 @@ import sys
 
 import aiodocker
 
+from flow_manager import __version__
 from flow_manager.config import add_arguments, from_namespace
 
 
@@ -20,6 +21,7 @@ async def _ensure_image(tag: str, docker_host: str | None, force: bool = False) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-manager", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the Socket.IO server and the reconcile loop")
     add_arguments(serve)

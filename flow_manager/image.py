@@ -69,7 +69,11 @@ def runtime_files() -> dict[str, bytes]:
     """Files of the runtime layer, keyed by their path in the build context."""
     package = Path(flow_runtime.__file__).parent
     files = {f"flow_runtime/{p.name}": p.read_bytes() for p in sorted(package.glob("*.py"))}
-    files.update({f"code/{p.name}": p.read_bytes() for p in sorted((package / "example").glob("*.py"))})
+    example = sorted((package / "example").glob("*.py"))  # package data: pyproject.toml ships it
+    if not example:  # otherwise Docker's "COPY failed: ... stat code" would be all the user sees
+        raise ImageBuildError(f"{package / 'example'} has no example code: this installation of flow-manager "
+                              "is incomplete (reinstall it)")
+    files.update({f"code/{p.name}": p.read_bytes() for p in example})
     return files
 
 
