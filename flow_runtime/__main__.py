@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -50,6 +51,7 @@ class UserCode:
         self.load_error: str | None = None
         self.current: Path | None = None  # the directory the code was last loaded from (the symlink resolved)
         self.trees: set[str] = {str(code_dir)}  # every directory code was loaded from, for forgetting it
+        self._pruning = threading.Lock()
 
     def _forget_old_trees(self) -> None:
         roots = tuple(tree.rstrip("/") + "/" for tree in self.trees)
@@ -88,20 +90,24 @@ class UserCode:
         self.module = module
 
     def prune(self, older_than: float = 60.0) -> None:
-        """Remove revision directories other than the current one. A directory Docker is still
-        extracting is skipped: it was changed within `older_than` seconds (a finished extraction
-        sets the directory's time from the archive, which is the epoch)."""
-        current = self.current
-        if current is None or current.parent.name != "revisions":
-            return  # code copied in by an older manager (one tree, no revisions): nothing to prune
-        cutoff = time.time() - older_than
-        for other in current.parent.iterdir():
-            try:
-                if other == current or other.is_symlink() or not other.is_dir() or other.stat().st_mtime > cutoff:
-                    continue
-                shutil.rmtree(other)
-            except OSError as exc:
-                log.debug("could not remove %s: %s", other, exc)
+        """Remove revision directories other than the current one, off the event loop. Kept: the
+        directory the symlink points at now and the one the running code was loaded from, each read
+        again before every removal (a deploy may switch meanwhile), and any directory changed within
+        `older_than` seconds (Docker may still be extracting it; a finished extraction sets the
+        directory's time from the archive, which is the epoch)."""
+        with self._pruning:
+            loaded = self.current
+            if loaded is None or loaded.parent.name != "revisions":
+                return  # code copied in by an older manager (one tree, no revisions): nothing to prune
+            cutoff = time.time() - older_than
+            for other in list(loaded.parent.iterdir()):
+                try:
+                    keep = {Path(os.path.realpath(self.code_dir)), self.current}
+                    if other in keep or other.is_symlink() or not other.is_dir() or other.stat().st_mtime > cutoff:
+                        continue
+                    shutil.rmtree(other)
+                except OSError as exc:
+                    log.debug("could not remove %s: %s", other, exc)
 
     async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
         if self.load_error:

@@ -15,6 +15,7 @@ from typing import Iterator
 import aiodocker
 import pytest
 
+from flow_manager.image import ensure_flow_image
 from tests.integration.harness import Client, Server, unique_name
 from tests.integration.test_links import ask, running_with_link
 
@@ -83,6 +84,7 @@ async def test_a_racing_symlink_swap_never_deploys_a_file_from_outside_the_roots
     finally:
         swapper.stopped.set()
         swapper.join()
+    print(f"race: {requests} updates, {swapper.swaps} swaps, {len(checked)} distinct revisions read back")
     leaked = sorted({name for files in checked.values() for name, content in files.items() if SECRET in content})
     assert not leaked, f"the outside file was deployed as {leaked} ({requests} updates, {swapper.swaps} swaps)"
     assert requests >= 50 and len(checked) >= 2, (requests, len(checked))  # the race really ran
@@ -114,6 +116,7 @@ async def test_a_huge_sparse_file_is_refused_without_reading_it(docker: aiodocke
         assert reply["error_type"] == "validation_error" and reply["details"]["field"] == "code_path", reply
         assert "64 MiB" in reply["message"], reply
         peak = vm_hwm_kib(server.proc.pid)
+        print(f"server peak resident memory: {before} KiB before the request, {peak} KiB after")
         assert peak < 200 * 1024, f"the server's peak resident memory went from {before} KiB to {peak} KiB"
         assert not await docker.containers.list(all=True, filters={"name": [name]})
         assert not list((tmp_path / "srv" / "state" / server.instance / "code").glob("*.tar")), \
@@ -169,10 +172,20 @@ def handle(message):
     return directory
 
 
-async def test_an_update_replaces_the_whole_code_tree_and_drops_old_modules(client: Client, tmp_path: Path):
+@pytest.fixture
+async def this_runtime(docker: aiodocker.Docker) -> str:
+    """The reference image with this checkout's runtime under a tag of this test's own: flow:latest is
+    shared with test sessions of other checkouts, which tag their own runtime at their start."""
+    tag = "flow-runtime-test:latest"
+    await ensure_flow_image(docker, tag)
+    return tag
+
+
+async def test_an_update_replaces_the_whole_code_tree_and_drops_old_modules(client: Client, tmp_path: Path,
+                                                                             this_runtime: str):
     v1 = two_module_code(tmp_path / "v1", "helper-1", data=True)
     v2 = two_module_code(tmp_path / "v2", "helper-2", data=False)
-    created = await running_with_link(client, code_path=str(v1))
+    created = await running_with_link(client, code_path=str(v1), image=this_runtime)
     cid = created["container_id"]
     assert (await ask(client, cid, "mark"))["data"] == {
         "helper": "helper-1", "data_exists": True, "relative_data_exists": True, "outside": "kept"}
