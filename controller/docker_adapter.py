@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable, TypeVar
 
 import aiodocker
@@ -205,12 +206,15 @@ class DockerAdapter:
             t=self.stop_timeout, timeout=self.stop_timeout + 30))
 
     async def put_archive(self, docker_id: str, path: str, archive: bytes | BinaryIO) -> None:
-        """Extract a tar archive into the container at `path`; an open file is streamed (from its start
-        at every attempt), never read into memory."""
+        """Extract a tar archive into the container at `path`; an open file is streamed from its start at
+        every attempt (through a duplicate descriptor: aiohttp closes what it sent), never read into memory."""
         async def call() -> None:
-            if not isinstance(archive, bytes):
-                archive.seek(0)
-            await self.docker.containers.container(docker_id).put_archive(path, archive)
+            if isinstance(archive, bytes):
+                await self.docker.containers.container(docker_id).put_archive(path, archive)
+                return
+            with os.fdopen(os.dup(archive.fileno()), "rb") as data:
+                data.seek(0)
+                await self.docker.containers.container(docker_id).put_archive(path, data)
         await self._call("put_archive", call)
 
     async def rename(self, docker_id: str, name: str) -> None:

@@ -222,3 +222,34 @@ def test_the_runtime_loads_a_whole_new_tree_and_forgets_the_old_modules(tmp_path
     finally:
         __import__("sys").modules.pop("fm_test_helper", None)
         __import__("sys").path[:] = [p for p in __import__("sys").path if not p.startswith(str(tmp_path))]
+
+
+async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: Path):
+    """aiohttp closes the file it sent; a retry after a transient failure must send it all again, and
+    an archive pruned meanwhile stays readable through the descriptor the deploy holds."""
+    import aiodocker
+
+    from controller.docker_adapter import DockerAdapter
+
+    sent: list[bytes] = []
+
+    class FakeContainer:
+        async def put_archive(self, path: str, data: io.BufferedReader) -> None:
+            sent.append(data.read())
+            data.close()  # as aiohttp does
+            if len(sent) == 1:
+                raise aiodocker.DockerError(500, {"message": "engine hiccup"})
+
+    class FakeContainers:
+        def container(self, docker_id: str) -> FakeContainer:
+            return FakeContainer()
+
+    adapter = DockerAdapter.__new__(DockerAdapter)
+    adapter.calls, adapter.attempts, adapter.on_unreachable = __import__("collections").Counter(), 3, lambda: None
+    adapter.docker = type("FakeDocker", (), {"containers": FakeContainers()})()
+    path = tmp_path / "archive.tar"
+    path.write_bytes(b"0123456789" * 1000)
+    with open(path, "rb") as archive:
+        path.unlink()
+        await adapter.put_archive("abc", "/", archive)
+    assert sent == [b"0123456789" * 1000] * 2
