@@ -3,8 +3,6 @@ outside the code roots, its memory is bounded, archives go when their last recor
 replaces the whole code tree of a running flow."""
 from __future__ import annotations
 
-import asyncio
-import io
 import os
 import tempfile
 import threading

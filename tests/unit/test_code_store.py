@@ -2,7 +2,6 @@
 archives live on disk and go when nothing refers to them."""
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import shutil
