@@ -2,9 +2,12 @@
 archives live on disk and go when nothing refers to them."""
 from __future__ import annotations
 
+import collections
+import hashlib
 import io
 import os
 import shutil
+import sys
 import tarfile
 import threading
 import time
@@ -58,7 +61,6 @@ async def test_a_snapshot_is_a_fresh_revision_directory_and_a_symlink_switched_l
 def test_the_revision_of_unchanged_code_is_what_earlier_versions_computed(tmp_path: Path):
     src = tree(tmp_path / "src")
     # sha256 over (path, mode, size, content) in os.walk order, as the in-memory version hashed it
-    import hashlib
     digest = hashlib.sha256()
     for relative in ("main.py", "sub/helper.py"):
         content = (src / relative).read_bytes()
@@ -215,12 +217,12 @@ def test_the_runtime_loads_a_whole_new_tree_and_forgets_the_old_modules(tmp_path
         user.load()
         assert (user.revision, user.module.VALUE) == ("b", "two")  # type: ignore[union-attr]
         assert os.getcwd() == str(revisions / "b")
-        assert str(revisions / "a") not in __import__("sys").path
+        assert str(revisions / "a") not in sys.path
         user.prune()
         assert sorted(p.name for p in revisions.iterdir()) == ["b"], "the old revision is removed"
     finally:
-        __import__("sys").modules.pop("fm_test_helper", None)
-        __import__("sys").path[:] = [p for p in __import__("sys").path if not p.startswith(str(tmp_path))]
+        sys.modules.pop("fm_test_helper", None)
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
 
 
 async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: Path):
@@ -244,7 +246,7 @@ async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: P
             return FakeContainer()
 
     adapter = DockerAdapter.__new__(DockerAdapter)
-    adapter.calls, adapter.attempts, adapter.on_unreachable = __import__("collections").Counter(), 3, lambda: None
+    adapter.calls, adapter.attempts, adapter.on_unreachable = collections.Counter(), 3, lambda: None
     adapter.docker = type("FakeDocker", (), {"containers": FakeContainers()})()
     path = tmp_path / "archive.tar"
     path.write_bytes(b"0123456789" * 1000)
