@@ -245,6 +245,11 @@ class Handlers:
         except CodeError as exc:
             raise ApiError("validation_error", str(exc), field="code_path") from None
 
+    async def _prune_code(self) -> None:
+        """Drop code archives no live record refers to (a deleted record's code is never deployed again)."""
+        await self.codes.retain(lambda: {r.code_revision for r in self.store.records()
+                                         if r.code_revision and r.desired is not DesiredState.DELETED})
+
     def _room_for_one_more(self) -> None:
         active = sum(1 for r in self.store.records() if r.desired is not DesiredState.DELETED)
         if active >= self.settings.max_containers:
@@ -271,19 +276,25 @@ class Handlers:
             environment=dict(request.environment), volumes=admitted.volumes, ports=dict(request.ports),
             command=tuple(request.command) if request.command else None,
             memory_limit=request.memory_limit, pids_limit=request.pids_limit)
-        self._room_for_one_more()  # again: others may have created while the code was read
-        self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
         try:
+            self._room_for_one_more()  # again: others may have created while the code was read
+            self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
             record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
                                        code_path=request.code_path, code_revision=code.revision if code else None)
         except NameInUse as exc:
+            await self._prune_code()
             raise ApiError("validation_error", f"name {spec.name!r} is already in use", field="name",
                            container_id=exc.container_id) from None
+        except Exception:  # refused after the snapshot: nothing refers to it
+            await self._prune_code()
+            raise
         try:
             await self._converge(record, "create_container")
         except ApiError:
             if self.store.get(record.id) is not None:
                 self._intent(record, desired=DesiredState.DELETED)  # withdraw: the client was told it failed
+            if code is not None:
+                await self._prune_code()
             raise
         state, docker_id = self._state(record.id, "created")
         return {"container_id": record.id, "name": spec.name, "image": spec.image, "status": state,
@@ -310,13 +321,17 @@ class Handlers:
         code_path = self.policy.code_path(request.code_path)  # a refused field is a validation_error, found or not
         record = self._record(request.container_id)
         code = await self._snapshot(code_path)  # unreadable: validation_error, nothing changes
-        # Deleted (or being deleted) while the code was read: as if the request had come after the delete.
-        record = self._intent(self._record(record.id), code_revision=code.revision, code_path=request.code_path)
+        try:
+            # Deleted (or being deleted) while the code was read: as if the request had come after the delete.
+            record = self._intent(self._record(record.id), code_revision=code.revision, code_path=request.code_path)
+        except Exception:
+            await self._prune_code()  # nothing refers to the snapshot just taken
+            raise
         current = await self._converge(record, "update_container")
         if current is None or current.code_revision != code.revision:
             raise ApiError("system_error", "superseded by a later request for the same container",
                            container_id=record.id, superseded=True)
-        await self.codes.retain({r.code_revision for r in self.store.records() if r.code_revision})
+        await self._prune_code()
         return {"container_id": record.id, "code_path": request.code_path, "status": "updated",
                 "code_revision": code.revision, "files": code.files}
 
@@ -342,7 +357,11 @@ class Handlers:
 
     async def delete(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.DELETED)
-        await self._converge(record, "delete_container")
+        try:
+            await self._converge(record, "delete_container")
+        finally:
+            if record.code_revision:
+                await self._prune_code()  # the intent is written: its code is never deployed again
         return {"container_id": record.id, "status": "deleted"}
 
     async def status(self, request: ContainerRef) -> dict[str, Any]:

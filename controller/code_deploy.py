@@ -1,9 +1,12 @@
 """Putting a code revision into a container without recreating it.
 
 The archive goes in through Docker's archive API (the manager and the engine
-need not share a filesystem). A running flow runtime is then told to reload
-over its link, and the deploy completes only when the runtime reports it runs
-the new revision, so `container_updated` means the new code answers.
+need not share a filesystem), streamed from the code store's file. It holds a
+fresh directory /opt/flow/revisions/<snapshot>/ and, last, the symlink
+/opt/flow/code pointing at it, so the whole tree changes with the revision.
+A running flow runtime is then told to reload over its link, and the deploy
+completes only when the runtime reports it runs the new revision, so
+`container_updated` means the new code answers.
 """
 from __future__ import annotations
 
@@ -29,11 +32,14 @@ class CodeDeployer:
 
     async def deploy(self, record: Record, docker_id: str) -> None:
         revision = record.code_revision
-        archive = self.codes.archive(revision) if revision else None
+        archive = await self.codes.open(revision) if revision else None
         if revision is None or archive is None:
             raise DockerFailure("system_error", f"code revision {revision} is not available", operation="update_container",
                                 permanent=True)
-        await self.docker.put_archive(docker_id, "/", archive)
+        try:  # streamed from disk: a fresh revision directory, then the /opt/flow/code symlink switched to it
+            await self.docker.put_archive(docker_id, "/", archive)
+        finally:
+            archive.close()
         self._copied[docker_id] = revision
         if self.links.connected(record.id):
             try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+import os
+from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable, TypeVar
 
 import aiodocker
 import aiohttp
@@ -204,8 +205,17 @@ class DockerAdapter:
         await self._call("stop_container", lambda: self.docker.containers.container(docker_id).stop(
             t=self.stop_timeout, timeout=self.stop_timeout + 30))
 
-    async def put_archive(self, docker_id: str, path: str, archive: bytes) -> None:
-        await self._call("put_archive", lambda: self.docker.containers.container(docker_id).put_archive(path, archive))
+    async def put_archive(self, docker_id: str, path: str, archive: bytes | BinaryIO) -> None:
+        """Extract a tar archive into the container at `path`; an open file is streamed from its start at
+        every attempt (through a duplicate descriptor: aiohttp closes what it sent), never read into memory."""
+        async def call() -> None:
+            if isinstance(archive, bytes):
+                await self.docker.containers.container(docker_id).put_archive(path, archive)
+                return
+            with os.fdopen(os.dup(archive.fileno()), "rb") as data:
+                data.seek(0)
+                await self.docker.containers.container(docker_id).put_archive(path, data)
+        await self._call("put_archive", call)
 
     async def rename(self, docker_id: str, name: str) -> None:
         await self._call("rename_container", lambda: self.docker.containers.container(docker_id).rename(name))

@@ -29,7 +29,7 @@ from flow_manager.config import Settings, default_state_dir
 from flow_manager.gc_monitor import GcMonitor
 from flow_manager.loop_monitor import LoopMonitor
 from flow_manager.security import Security, configure
-from store import MemoryStore
+from store import DesiredState, MemoryStore
 from store.code import CodeStore
 from store.journal import Journal
 
@@ -105,6 +105,9 @@ class FlowManager:
         self.gc_monitor.start()
         if self.store.journal is not None:
             self.store.journal.start()
+        # archives a previous run kept for records that are gone (deleted, or a crash before the prune)
+        await self.codes.retain(lambda: {r.code_revision for r in self.store.records()
+                                         if r.code_revision and r.desired is not DesiredState.DELETED})
         self.broadcaster.start()
         self.reconciler.start()
         self.links.start()
@@ -143,6 +146,7 @@ class FlowManager:
             await self.store.journal.stop()
         if self.docker is not None:
             await self.docker.close()
+        self.codes.close()  # removes the temporary directory of --store memory; a state directory stays
 
 
 def create_app(settings: Settings, security: Security | None = None) -> Any:

@@ -33,7 +33,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 RUNTIME_DOCKERFILE = """\
 FROM {base}
 COPY flow_runtime /opt/flow/flow_runtime
-COPY code /opt/flow/code
+ADD code.tar /
 ENV PYTHONPATH=/opt/flow PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
     FLOW_CODE_DIR=/opt/flow/code FLOW_LINK=/run/flow/link.sock
 WORKDIR /opt/flow/code
@@ -65,15 +65,34 @@ def base_tag() -> str:
     return f"flow-rootfs:{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
+def example_code_tar(files: dict[str, bytes]) -> bytes:
+    """The example code in the layout code updates use: /opt/flow/revisions/image/ and the symlink
+    /opt/flow/code pointing at it (ADD extracts a local tar, symlink included). Deterministic, so the
+    runtime revision only changes when the code does."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        directory = tarfile.TarInfo("opt/flow/revisions/image")
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(directory)
+        for name, content in sorted(files.items()):
+            info = tarfile.TarInfo(f"opt/flow/revisions/image/{name}")
+            info.size, info.mode = len(content), 0o644
+            tar.addfile(info, io.BytesIO(content))
+        link = tarfile.TarInfo("opt/flow/code")
+        link.type, link.linkname, link.mode = tarfile.SYMTYPE, "revisions/image", 0o777
+        tar.addfile(link)
+    return buffer.getvalue()
+
+
 def runtime_files() -> dict[str, bytes]:
     """Files of the runtime layer, keyed by their path in the build context."""
     package = Path(flow_runtime.__file__).parent
     files = {f"flow_runtime/{p.name}": p.read_bytes() for p in sorted(package.glob("*.py"))}
     example = sorted((package / "example").glob("*.py"))  # package data: pyproject.toml ships it
-    if not example:  # otherwise Docker's "COPY failed: ... stat code" would be all the user sees
+    if not example:  # otherwise the image would start without any code and the user would not know why
         raise ImageBuildError(f"{package / 'example'} has no example code: this installation of flow-manager "
                               "is incomplete (reinstall it)")
-    files.update({f"code/{p.name}": p.read_bytes() for p in example})
+    files["code.tar"] = example_code_tar({p.name: p.read_bytes() for p in example})
     return files
 
 

@@ -13,8 +13,10 @@ import importlib.util
 import inspect
 import logging
 import os
+import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,33 +35,79 @@ log = logging.getLogger("flow_runtime")
 
 
 class UserCode:
-    """The user's main.py, (re)loaded on demand so updates need no restart."""
+    """The user's code, (re)loaded on demand so updates need no restart.
+
+    The manager deploys each revision into a fresh directory and switches the
+    ``FLOW_CODE_DIR`` symlink to it, so a load reads one whole revision. Every
+    module loaded from an earlier tree is dropped from ``sys.modules`` and its
+    directory from ``sys.path`` first: ``import helper`` in the new ``main.py``
+    then imports the new helper, and a module deleted from the revision is gone.
+    """
 
     def __init__(self, code_dir: Path) -> None:
         self.code_dir = code_dir
         self.module: ModuleType | None = None
         self.revision: str | None = None
         self.load_error: str | None = None
+        self.current: Path | None = None  # the directory the code was last loaded from (the symlink resolved)
+        self.trees: set[str] = {str(code_dir)}  # every directory code was loaded from, for forgetting it
+        self._pruning = threading.Lock()
+
+    def _forget_old_trees(self) -> None:
+        roots = tuple(tree.rstrip("/") + "/" for tree in self.trees)
+        for name, module in list(sys.modules.items()):
+            places = [getattr(module, "__file__", None) or "", *(getattr(module, "__path__", None) or [])]
+            if any(isinstance(place, str) and place.startswith(roots) for place in places):
+                del sys.modules[name]
+        sys.path[:] = [entry for entry in sys.path if entry.rstrip("/") not in self.trees]
+        importlib.invalidate_caches()
 
     def load(self) -> None:
-        revision_file = self.code_dir / REVISION_FILE
+        self._forget_old_trees()
+        current = Path(os.path.realpath(self.code_dir))
+        self.current = current
+        self.trees.add(str(current))
+        revision_file = current / REVISION_FILE
         self.revision = revision_file.read_text().strip() if revision_file.exists() else None
-        entry = self.code_dir / "main.py"
+        entry = current / "main.py"
         self.module, self.load_error = None, None
+        try:
+            os.chdir(current)  # relative paths in user code mean this revision's files
+        except OSError:
+            pass
         if not entry.exists():
             return
         name = f"flow_user_main_{time.monotonic_ns()}"
         spec = importlib.util.spec_from_file_location(name, entry)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        if str(self.code_dir) not in sys.path:
-            sys.path.insert(0, str(self.code_dir))
+        sys.path.insert(0, str(current))
         try:
             spec.loader.exec_module(module)
         except Exception:  # user code: report, keep running
             self.load_error = traceback.format_exc(limit=5)
             return
         self.module = module
+
+    def prune(self, older_than: float = 60.0) -> None:
+        """Remove revision directories other than the current one, off the event loop. Kept: the
+        directory the symlink points at now and the one the running code was loaded from, each read
+        again before every removal (a deploy may switch meanwhile), and any directory changed within
+        `older_than` seconds (Docker may still be extracting it; a finished extraction sets the
+        directory's time from the archive, which is the epoch)."""
+        with self._pruning:
+            loaded = self.current
+            if loaded is None or loaded.parent.name != "revisions":
+                return  # code copied in by an older manager (one tree, no revisions): nothing to prune
+            cutoff = time.time() - older_than
+            for other in list(loaded.parent.iterdir()):
+                try:
+                    keep = {Path(os.path.realpath(self.code_dir)), self.current}
+                    if other in keep or other.is_symlink() or not other.is_dir() or other.stat().st_mtime > cutoff:
+                        continue
+                    shutil.rmtree(other)
+                except OSError as exc:
+                    log.debug("could not remove %s: %s", other, exc)
 
     async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
         if self.load_error:
@@ -105,6 +153,7 @@ class Runtime:
             if self.code.load_error:
                 reply["error"] = self.code.load_error
             self.enqueue(reply)
+            self.loop.run_in_executor(None, self.code.prune)
             return
         try:
             result = await self.code.handle(message)
@@ -167,6 +216,7 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.code.load()
+        self.loop.run_in_executor(None, self.code.prune)
         flow_runtime._sender = self.enqueue
         link = asyncio.create_task(self.link_forever())
         await self.stopping.wait()

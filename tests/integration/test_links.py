@@ -115,11 +115,11 @@ def write_code(directory: Path, version: str) -> Path:
 import os
 def handle(message):
     if message.get("command") == "write":
-        with open("/opt/flow/code/notes.txt", "a") as f:
+        with open("/opt/flow/notes.txt", "a") as f:
             f.write("{version}\\n")
     if message.get("command") == "crash":
         raise ValueError("asked to fail")
-    notes = open("/opt/flow/code/notes.txt").read() if os.path.exists("/opt/flow/code/notes.txt") else ""
+    notes = open("/opt/flow/notes.txt").read() if os.path.exists("/opt/flow/notes.txt") else ""
     return {{"command": "answer", "data": {{"version": "{version}", "notes": notes}}}}
 ''')
     return directory
