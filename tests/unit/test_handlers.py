@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -45,9 +45,9 @@ class SlowCodes:
     async def snapshot(self, code_path: str) -> CodeSnapshot:
         self.started.set()
         await self.release.wait()
-        return CodeSnapshot(revision="r" * 12, archive=b"", files=1)
+        return CodeSnapshot(revision="r" * 12, files=1)
 
-    async def retain(self, revisions: set[str]) -> None:
+    async def retain(self, referenced: Callable[[], set[str]]) -> None:
         return None
 
 
