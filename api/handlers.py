@@ -286,8 +286,8 @@ class Handlers:
         return {"container_id": record.id, "status": "stopped"}
 
     async def restart(self, request: ContainerRef) -> dict[str, Any]:
-        record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING,
-                              restart_requested_at=time.time())
+        current = self._record(request.container_id)  # the controller binds it to the run Docker has then
+        record = self._intent(current, desired=DesiredState.RUNNING, restart_requests=current.restart_requests + 1)
         self._unless_superseded(await self._converge(record, "restart_container"), DesiredState.RUNNING, record.id)
         return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
 
@@ -331,7 +331,13 @@ class Handlers:
 
     async def status(self, request: ContainerRef) -> dict[str, Any]:
         record = self._record(request.container_id)
-        return payloads.container_status(await self.reader.status(record))
+        try:
+            status = await self.reader.status(record, wait=self.settings.request_timeout)
+        except TimeoutError:
+            raise ApiError("system_error", f"the controller has not observed container {record.id} within "
+                           f"{self.settings.request_timeout:g} s of the manager's start", container_id=record.id,
+                           retrying=True) from None
+        return payloads.container_status(status)
 
     async def list(self, request: ListContainers) -> dict[str, Any]:
         entries = []
