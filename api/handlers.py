@@ -2,7 +2,10 @@
 
 A handler never calls Docker. It changes the desired-state record and waits
 until the controller reports that generation converged (or failed), so a
-response always describes what Docker really did. Every handler answers
+response always describes what Docker really did. Reads answer from what the
+controller last observed; the one exception is `get_container_status`'s
+resource usage when the cgroup files are not visible (Docker's stats API, see
+controller/status.py). Every handler answers
 twice in the same shape: the reference's response event to the caller, and
 the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 """
@@ -28,7 +31,7 @@ from api.policy import PolicyViolation, RequestPolicy
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
-from controller.reconciler import UNKNOWN
+from controller.reconciler import UNKNOWN, NotObserved
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
 from store.code import CodeError, CodeSnapshot, CodeStore
@@ -333,10 +336,8 @@ class Handlers:
         record = self._record(request.container_id)
         try:
             status = await self.reader.status(record, wait=self.settings.request_timeout)
-        except TimeoutError:
-            raise ApiError("system_error", f"the controller has not observed container {record.id} within "
-                           f"{self.settings.request_timeout:g} s of the manager's start", container_id=record.id,
-                           retrying=True) from None
+        except NotObserved as exc:  # only right after the manager started, before the controller could look
+            raise ApiError("system_error", str(exc), container_id=record.id, retrying=True) from None
         return payloads.container_status(status)
 
     async def list(self, request: ListContainers) -> dict[str, Any]:

@@ -36,6 +36,10 @@ UNKNOWN = "unknown"  # the state of every container while the engine cannot be a
 tracer = trace.get_tracer("flow_manager.controller")
 
 
+class NotObserved(Exception):
+    """A status read found nothing observed: the controller's first look at the key failed or is late."""
+
+
 @dataclass
 class KeyState:
     """The controller's memory of one container, used only to compute diffs.
@@ -166,6 +170,9 @@ class Reconciler:
 
     def _failed(self, key: str, record: Record | None, exc: Exception) -> None:
         state = self.keys.setdefault(key, KeyState())
+        waiting = self._first_look.pop(key, None)
+        if waiting is not None:  # a status read waiting for the first look is answered now, not at its timeout
+            waiting.set()
         unreachable = isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable"
         state.unreachable_strikes = state.unreachable_strikes + 1 if unreachable else 0
         if isinstance(exc, DockerFailure):
@@ -396,8 +403,8 @@ class Reconciler:
         Docker's event stream and the resync keep it current (a container that exits is seen within
         milliseconds); the key is woken too, so a change the stream missed shows at the next read. Right
         after the manager started, before the controller's first look at the key, this waits for that
-        look, up to `timeout` (then TimeoutError). While the engine is unreachable: the last thing Docker
-        said, at once.
+        look, up to `timeout`; NotObserved when it failed or took longer. While the engine is unreachable:
+        the last thing Docker said, at once.
         """
         state = self.keys.get(key)
         if not self.engine.available:
@@ -405,8 +412,14 @@ class Reconciler:
         self.queue.add(key)
         if state is None or not state.looked:
             first_look = self._first_look.setdefault(key, asyncio.Event())
-            await asyncio.wait_for(first_look.wait(), timeout)
+            try:
+                await asyncio.wait_for(first_look.wait(), timeout)
+            except TimeoutError:
+                raise NotObserved(f"the controller has not looked at container {key} within {timeout:g} s") from None
             state = self.keys.get(key)
+            if self.engine.available and state is not None and not state.looked:
+                error = f": {state.last_error[1]}" if state.last_error else ""
+                raise NotObserved(f"the controller could not look at container {key} yet{error}")
         return state.observed if state is not None else None
 
     async def refresh(self, key: str) -> Observed | None:

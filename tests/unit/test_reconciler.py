@@ -19,7 +19,7 @@ from controller.crashes import RestartBackoff
 from controller.docker_adapter import DockerFailure
 from controller.engine import EngineStatus
 from controller.events import Activity, ContainerCrashed, StatusChanged
-from controller.reconciler import Reconciler
+from controller.reconciler import NotObserved, Reconciler
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, Record
 from store.journal import record_from_json, record_to_json
@@ -393,3 +393,22 @@ async def test_a_status_read_right_after_a_manager_restart_waits_for_the_first_l
     second.start()
     status = await asyncio.wait_for(reading, 3.0)
     assert status.state == "stopped" and status.exit_code == 143
+
+
+async def test_a_status_read_waiting_for_a_first_look_that_fails_is_answered_at_once(managers: Any) -> None:
+    docker = FakeDocker()
+    first = managers(docker)
+    record = first.create()
+    await first.reconciler.reconcile(record.id)
+    second = managers(docker, await first.restarted())
+
+    async def refused(container_id: str) -> list[Any]:
+        raise DockerFailure("docker_api_error", "permission denied", operation="list_containers", status=403,
+                            permanent=True)
+    docker.observe = refused  # type: ignore[method-assign]
+    reader = StatusReader(second.store, second.reconciler, docker)  # type: ignore[arg-type]
+    await second.open()
+    began = time.monotonic()
+    with pytest.raises(NotObserved, match="permission denied"):
+        await reader.status(second.store.get(record.id), wait=30.0)
+    assert time.monotonic() - began < 3.0
