@@ -5,9 +5,9 @@ until the controller reports that generation converged (or failed), so a
 response always describes what Docker really did. Reads answer from what the
 controller last observed; the one exception is `get_container_status`'s
 resource usage when the cgroup files are not visible (Docker's stats API, see
-controller/status.py). Every handler answers
-twice in the same shape: the reference's response event to the caller, and
-the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
+controller/status.py). Every handler answers twice in the same shape: the
+reference's response event to the caller, and the Socket.IO acknowledgement
+(for `call()` / `emitWithAck()`).
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ A crash is a run of the container that ended while the record wanted it
 running and that the manager did not end itself. Each run is identified by
 (docker id, start time), so a crash is reported once however often the
 controller looks at it; the runs judged so far are journaled with the record
-(Record.ended_runs), so that holds across a manager restart too. Back-off follows kubelet: the first restart is
-immediate, then `initial` doubling up to `maximum`, forgotten after
-`reset_after` seconds of clean running.
+(Record.ended_runs), so that holds across a manager restart too. Back-off
+follows kubelet: the first restart is immediate, then `initial` doubling up
+to `maximum`, forgotten after `reset_after` seconds of clean running.
 """
 from __future__ import annotations
 

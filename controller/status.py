@@ -98,10 +98,13 @@ class StatusReader:
         self._cgroups.forget(live_docker_ids)
 
     async def status(self, record: Record, wait: float = 10.0) -> ContainerStatus:
-        """One container's status for a request: its state from what the controller last observed (no
-        Docker call; see Reconciler.observation, which may wait up to `wait` s for the controller's first
-        look after a manager start, else raises NotObserved), its resource usage from cgroup files, or Docker's stats API when they
-        are not visible."""
+        """One container's status for a request.
+
+        Its state is what the controller last observed (no Docker call; see Reconciler.observation, which
+        may wait up to `wait` s for the controller's first look after a manager start, else raises
+        NotObserved); its resource usage comes from cgroup files, or Docker's stats API when they are not
+        visible.
+        """
         sampled = await self.reconciler.observation(record.id, wait)
         usage = await self._usage(sampled)
         # State is read again after the (possibly slow) stats so the report is never older than its numbers.
