@@ -2,9 +2,12 @@
 
 A handler never calls Docker. It changes the desired-state record and waits
 until the controller reports that generation converged (or failed), so a
-response always describes what Docker really did. Every handler answers
-twice in the same shape: the reference's response event to the caller, and
-the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
+response always describes what Docker really did. Reads answer from what the
+controller last observed; the one exception is `get_container_status`'s
+resource usage when the cgroup files are not visible (Docker's stats API, see
+controller/status.py). Every handler answers twice in the same shape: the
+reference's response event to the caller, and the Socket.IO acknowledgement
+(for `call()` / `emitWithAck()`).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessa
 from controller.events import Activity
 from controller.links import LinkFailure, LinkManager
 from controller.observed import ABSENT
-from controller.reconciler import UNKNOWN
+from controller.reconciler import UNKNOWN, NotObserved
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
 from store.code import CodeError, CodeSnapshot, CodeStore
@@ -312,8 +315,8 @@ class Handlers:
         return {"container_id": record.id, "status": "stopped"}
 
     async def restart(self, request: ContainerRef) -> dict[str, Any]:
-        record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING,
-                              restart_requested_at=time.time())
+        current = self._record(request.container_id)  # the controller binds it to the run Docker has then
+        record = self._intent(current, desired=DesiredState.RUNNING, restart_requests=current.restart_requests + 1)
         self._unless_superseded(await self._converge(record, "restart_container"), DesiredState.RUNNING, record.id)
         return {"container_id": record.id, "status": self._state(record.id, "running")[0]}
 
@@ -366,7 +369,11 @@ class Handlers:
 
     async def status(self, request: ContainerRef) -> dict[str, Any]:
         record = self._record(request.container_id)
-        return payloads.container_status(await self.reader.status(record))
+        try:
+            status = await self.reader.status(record, wait=self.settings.request_timeout)
+        except NotObserved as exc:  # only right after the manager started, before the controller could look
+            raise ApiError("system_error", str(exc), container_id=record.id, retrying=True) from None
+        return payloads.container_status(status)
 
     async def list(self, request: ListContainers) -> dict[str, Any]:
         entries = []

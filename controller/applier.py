@@ -3,6 +3,9 @@
 Each action is one Docker call (a restart is two, observed in between).
 Before the manager ends a run itself (stop, restart, remove) it acknowledges
 that run, so the crash detector never mistakes a requested stop for a crash.
+A run whose container stays (stop, restart) is acknowledged durably, with the
+record in the journal, before Docker is asked: a manager restarted in between
+still knows it ended that run.
 Before every Docker call that binds the record's volumes (create, start,
 restart, recreate, and the archive copy of a code deploy) their host paths
 are checked again (controller.bind_sources): Docker follows symlinks in a
@@ -58,12 +61,14 @@ class Applier:
         return str(self.body(record)["Labels"][labels.SPEC_HASH])
 
     async def apply(self, record: Record, action: Action, target: str | None,
-                    acknowledge: Callable[[str], None],
+                    acknowledge: Callable[[str, bool], Awaitable[None]],
                     checkpoint: Callable[[str], Awaitable[None]]) -> tuple[str | None, Activity | None]:
         """Run one action; returns the docker id it produced or acted on, and its activity.
 
         `checkpoint` lets the reconciler observe between the two halves of a
         restart, so clients see both real transitions (running -> stopped -> running).
+        `acknowledge(docker_id, lasting)` records that the manager ends that container's run; `lasting`
+        when the container outlives the action, so the record must say so across a manager restart.
         """
         act = action.act
         details: dict[str, Any] = {}
@@ -85,7 +90,7 @@ class Applier:
             body = self.body(record)
             old, temporary = target, f"{record.spec.name}.next-{body['Labels'][labels.SPEC_HASH][:8]}"
             target = await self.docker.create(body, temporary)  # fails here: the old one is untouched
-            acknowledge(old)
+            await acknowledge(old, False)
             await self.docker.remove(old)
             if self.deployer is not None:
                 self.deployer.forget(old)
@@ -99,17 +104,17 @@ class Applier:
         elif act is Act.UNPAUSE:
             await self.docker.unpause(target)
         elif act is Act.STOP:
-            acknowledge(target)
+            await acknowledge(target, True)
             await self.docker.stop(target)
         elif act is Act.RESTART:
             await self._check_binds(record, "restart_container")  # refused before anything is stopped
-            acknowledge(target)
+            await acknowledge(target, True)
             await self.docker.stop(target)
             await checkpoint(target)
             await self._check_binds(record, "restart_container")  # and again: the stop took a while
             await self.docker.start(target)
         elif act is Act.REMOVE:
-            acknowledge(target)
+            await acknowledge(target, False)
             await self.docker.remove(target)
             if self.deployer is not None:
                 self.deployer.forget(target)

@@ -3,16 +3,17 @@
 A crash is a run of the container that ended while the record wanted it
 running and that the manager did not end itself. Each run is identified by
 (docker id, start time), so a crash is reported once however often the
-controller looks at it. Back-off follows kubelet: the first restart is
-immediate, then `initial` doubling up to `maximum`, forgotten after
-`reset_after` seconds of clean running.
+controller looks at it; the runs judged so far are journaled with the record
+(Record.ended_runs), so that holds across a manager restart too. Back-off
+follows kubelet: the first restart is immediate, then `initial` doubling up
+to `maximum`, forgotten after `reset_after` seconds of clean running.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from controller.observed import Observed
-from store.records import DesiredState, Record
+from store.records import DesiredState, Record, RunKey
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,19 @@ class Crash:
         return f"Exited with code {self.exit_code}"
 
 
+def run_ended(observed: Observed | None) -> bool:
+    """Did the observed container's current run end (as opposed to running, or never having run)?"""
+    if observed is None or observed.running or observed.paused or observed.started_at is None:
+        return False
+    return observed.finished_at is not None and observed.finished_at >= observed.started_at
+
+
 def detect_crash(record: Record | None, observed: Observed | None,
-                 acknowledged: frozenset[tuple[str, float | None]] | set[tuple[str, float | None]]) -> Crash | None:
+                 acknowledged: frozenset[RunKey] | set[RunKey]) -> Crash | None:
+    """`acknowledged`: runs already judged (ended by the manager, or judged before): never a crash."""
     if record is None or observed is None or record.desired is not DesiredState.RUNNING:
         return None
-    if observed.running or observed.paused or observed.started_at is None:
-        return None  # running, or never ran: nothing ended
-    if observed.finished_at is None or observed.finished_at < observed.started_at:
+    if not run_ended(observed):
         return None
     if observed.run_key in acknowledged:
         return None

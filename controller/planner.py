@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Sequence
 
 from controller.observed import Observed
-from store.records import DesiredState, Record
+from store.records import DesiredState, Record, RestartTarget
 
 
 class Act(str, Enum):
@@ -65,11 +65,23 @@ def plan_orphan(observed: Sequence[Observed], *, now: float, found_at: float, gr
     return Plan(actions=tuple(Action(Act.REMOVE, o.docker_id, "orphan") for o in observed), forget=True)
 
 
+def restart_binding(record: Record, primary: Observed | None) -> RestartTarget | None:
+    """The binding a restart request needs before planning: the newest request, not bound yet, ends the run
+    Docker has now (None when nothing needs binding). See RestartTarget."""
+    if not record.restart_requests:
+        return None
+    if record.restart_target is not None and record.restart_target.request == record.restart_requests:
+        return None
+    return RestartTarget(record.restart_requests, primary.docker_id if primary else None,
+                         primary.started_at if primary else None)
+
+
 def plan(record: Record | None, observed: Sequence[Observed], *, now: float, desired_hash: str,
          restart_not_before: float | None = None, running_revision: str | None = None) -> Plan:
     """`desired_hash` is the hash of the whole create body the record asks for (the label a container
     must carry, else it is recreated); `running_revision` the code revision the current container is
-    known to have."""
+    known to have. A restart request must be bound (restart_binding) first: the run it names is restarted,
+    any other run means it is done."""
     if record is None:
         return Plan()  # no record: see plan_orphan, which the reconciler applies with its grace period
     if record.desired is DesiredState.DELETED:
@@ -100,8 +112,8 @@ def plan(record: Record | None, observed: Sequence[Observed], *, now: float, des
         if primary.paused:
             actions.append(Action(Act.UNPAUSE, primary.docker_id, "desired running"))
         elif primary.running:
-            asked = record.restart_requested_at
-            if asked is not None and (primary.started_at or 0.0) < asked:
+            target = record.restart_target if record.restart_requests else None
+            if target is not None and target.request == record.restart_requests and primary.run_key == target.run_key:
                 actions.append(Action(Act.RESTART, primary.docker_id, "restart requested"))
         elif restart_not_before is not None and now < restart_not_before:
             return Plan(actions=tuple(actions), requeue_after=restart_not_before - now,

@@ -56,6 +56,10 @@ class WorkQueue:
     def pending(self) -> int:
         return self._ready.qsize()
 
+    def idle(self) -> bool:
+        """No key waiting and none being worked on (timers of add_after may still be pending)."""
+        return self._ready.empty() and not self._processing
+
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()

@@ -12,13 +12,13 @@ import asyncio
 import collections
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from opentelemetry import trace
 
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
-from controller.crashes import RestartBackoff, detect_crash, next_crash_count
+from controller.crashes import RestartBackoff, detect_crash, next_crash_count, run_ended
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.engine import EngineWatch
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
@@ -26,24 +26,32 @@ from controller.health import effective_health, link_health
 from controller.labels import CONTAINER_ID
 from controller.links import LinkManager
 from controller.observed import ABSENT, Observed
-from controller.planner import Act, Plan, plan, plan_orphan, primary_of
+from controller.planner import Act, Plan, plan, plan_orphan, primary_of, restart_binding
 from controller.queue import WorkQueue
 from store import ConvergeError, DesiredState, MemoryStore, Record
+from store.records import ENDED_RUNS_KEPT, RunKey
 
 log = logging.getLogger("flow_manager.controller")
 UNKNOWN = "unknown"  # the state of every container while the engine cannot be asked (as a pod on a lost node)
 tracer = trace.get_tracer("flow_manager.controller")
 
 
+class NotObserved(Exception):
+    """A status read found nothing observed: the controller's first look at the key failed or is late."""
+
+
 @dataclass
 class KeyState:
-    """The controller's memory of one container, used only to compute diffs."""
+    """The controller's memory of one container, used only to compute diffs.
+
+    Lost with the process; what must survive it (the runs judged, the run a restart ends) is on the record.
+    """
 
     state: str | None = None
     health: str | None = None
     observed: Observed | None = None
-    acknowledged: collections.deque[tuple[str, float | None]] = field(
-        default_factory=lambda: collections.deque(maxlen=32))
+    looked: bool = False  # the controller has observed this key at least once since the manager started
+    acknowledged: collections.deque[RunKey] = field(default_factory=lambda: collections.deque(maxlen=32))
     crash_count: int = 0
     restart_not_before: float | None = None
     waiting_reason: str | None = None
@@ -69,6 +77,7 @@ class Reconciler:
         self.queue = WorkQueue()
         self.keys: dict[str, KeyState] = {}
         self.orphans: dict[str, float] = {}  # managed id -> when first seen without a record
+        self._first_look: dict[str, asyncio.Event] = {}  # status reads waiting for a key's first observation
         self.engine = EngineWatch(docker, sink, docker_host=docker_host or "local socket", on_event=self._docker_event,
                                   on_lost=self._engine_lost, on_back=self._engine_back, on_resubscribed=self.resync,
                                   retry_max=engine_retry_max)
@@ -129,6 +138,9 @@ class Reconciler:
                                        f"{UNKNOWN}: Docker engine unreachable",
                                        {"old_state": state.state, "new_state": UNKNOWN, "reason": "docker_unreachable"}))
             state.state = UNKNOWN
+        for looked in self._first_look.values():  # status reads answer from what is known: nothing to wait for
+            looked.set()
+        self._first_look.clear()
 
     async def _engine_back(self) -> None:
         """Relist everything and converge at once: back-offs earned during the outage are forgotten."""
@@ -158,6 +170,9 @@ class Reconciler:
 
     def _failed(self, key: str, record: Record | None, exc: Exception) -> None:
         state = self.keys.setdefault(key, KeyState())
+        waiting = self._first_look.pop(key, None)
+        if waiting is not None:  # a status read waiting for the first look is answered now, not at its timeout
+            waiting.set()
         unreachable = isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable"
         state.unreachable_strikes = state.unreachable_strikes + 1 if unreachable else 0
         if isinstance(exc, DockerFailure):
@@ -207,8 +222,10 @@ class Reconciler:
             return
         self.orphans.pop(key, None)
         state = self.keys.setdefault(key, KeyState())
-        if record.generation != state.last_generation:
-            # New intent from a client: an explicit start is not held back by crash back-off.
+        new_intent = record.generation != state.last_generation
+        if new_intent:
+            # New intent from a client: an explicit start is not held back by crash back-off, neither by one
+            # earned before nor by one the diff below finds (see _diff).
             state.last_generation = record.generation
             state.restart_not_before, state.waiting_reason = None, None
         if self.links is not None and record.desired is not DesiredState.DELETED:
@@ -217,12 +234,19 @@ class Reconciler:
         observed = await self.docker.observe(key)
         desired_hash = self.applier.desired_hash(record)
         primary = primary_of(observed, desired_hash)
-        await self._diff(key, record, primary)
+        await self._diff(key, record, primary, new_intent=new_intent)
+        binding = restart_binding(record, primary)
+        if binding is not None:  # a restart request taken up: it ends the run Docker has now
+            self.store.note(key, restart_target=binding)
+            record = replace(record, restart_target=binding)
 
         revision = self.deployer.running_revision(record, primary.docker_id if primary else None) \
             if self.deployer is not None else None
         decided = plan(record, observed, now=time.time(), restart_not_before=state.restart_not_before,
                        running_revision=revision, desired_hash=desired_hash)
+        if binding is not None and decided.actions:
+            # On disk before Docker acts: a manager restarted after the restart must not bind it to the new run.
+            await self.store.durable()
         await self._apply(key, record, decided, primary)
 
         if decided.forget:
@@ -239,10 +263,16 @@ class Reconciler:
             return
         state = self.keys[key]
 
-        def acknowledge(docker_id: str) -> None:
-            # The run the manager is about to end is not a crash.
-            if state.observed is not None and state.observed.docker_id == docker_id:
-                state.acknowledged.append(state.observed.run_key)
+        async def acknowledge(docker_id: str, lasting: bool) -> None:
+            # The run the manager is about to end is not a crash. When its container stays (a stop, a
+            # restart), the record says so on disk before Docker is asked: a manager restarted in between
+            # (before its first look at this key, even) still knows.
+            if state.observed is None or state.observed.docker_id != docker_id:
+                return
+            state.acknowledged.append(state.observed.run_key)
+            if lasting:
+                self._remember_run(key, state.observed.run_key)
+                await self.store.durable()
 
         async def checkpoint(docker_id: str) -> None:
             await self._diff(key, record, await self.docker.inspect(docker_id))
@@ -260,6 +290,7 @@ class Reconciler:
             await self._diff(key, record, await self.docker.inspect(target) if target else None)
 
     async def _forget(self, key: str, record: Record, existed: bool) -> None:
+        self._looked(key)
         if self.links is not None:
             await self.links.discard(key, record.spec.name)
         if existed:  # a create withdrawn before Docker made anything deletes nothing
@@ -297,22 +328,48 @@ class Reconciler:
             self.keys.pop(key, None)
 
     # -- diffs -------------------------------------------------------------------
-    async def _diff(self, key: str, record: Record | None, observed: Observed | None) -> None:
-        """Publish what changed since the last look; each change exactly once."""
+    def _remember_run(self, key: str, run: RunKey) -> None:
+        """Journal a judged run with the record (bounded: only a container's latest runs can be observed)."""
+        current = self.store.get(key)
+        if current is not None and run not in current.ended_runs:
+            self.store.note(key, ended_runs=(*current.ended_runs, run)[-ENDED_RUNS_KEPT:])
+
+    def _looked(self, key: str) -> None:
+        """The controller has observed the key: status reads waiting for that answer now."""
+        state = self.keys.get(key)
+        if state is not None:
+            state.looked = True
+        waiting = self._first_look.pop(key, None)
+        if waiting is not None:
+            waiting.set()
+
+    async def _diff(self, key: str, record: Record | None, observed: Observed | None, *,
+                    new_intent: bool = False) -> None:
+        """Publish what changed since the last look; each change exactly once.
+
+        A run that ended is judged once, and the verdict is journaled with the record (Record.ended_runs):
+        a crash, or not one (the manager ended it, or the record did not want it running), so a restarted
+        manager never judges it again. `new_intent`: the first look at a client's new generation; a crash
+        found now is reported but earns no back-off delay, since that intent restarts the container at once.
+        """
         if record is None:
             return
         state = self.keys.setdefault(key, KeyState())
         now = time.time()
-        crash = detect_crash(record, observed, set(state.acknowledged))
-        if crash is not None and observed is not None:
+        current = self.store.get(key)
+        judged = set(state.acknowledged).union(current.ended_runs if current is not None else ())
+        crash = detect_crash(record, observed, judged)
+        if observed is not None and run_ended(observed) and observed.run_key not in judged:
             state.acknowledged.append(observed.run_key)  # each run is judged once
+            self._remember_run(key, observed.run_key)
+        if crash is not None:
             outage = self.engine.last_outage
             if outage is not None and crash.finished_at is not None and outage.covers(crash.finished_at):
                 crash = None  # Docker stopped it while restarting itself: not a crash, no back-off
         if crash is not None and observed is not None:
             state.crash_count = next_crash_count(state.crash_count, crash, self.backoff)
-            delay = self.backoff.delay(state.crash_count)
-            state.restart_not_before = now + delay
+            delay = 0.0 if new_intent else self.backoff.delay(state.crash_count)
+            state.restart_not_before = now + delay if delay else None
             logs = await self.docker.logs_tail(observed.docker_id)
             self.sink.publish(ContainerCrashed(key, crash.exit_code, crash.description, logs, crash.oom_killed,
                                                delay, now))
@@ -322,6 +379,7 @@ class Reconciler:
                                                                  "crash_count": state.crash_count}))
         new_state = observed.api_state if observed is not None else ABSENT
         if state.state is None and observed is None:
+            self._looked(key)
             return  # nothing existed yet: creation is not a transition from "deleted"
         if state.state is not None and new_state != state.state:
             self.sink.publish(StatusChanged(key, state.state, new_state, now))
@@ -336,10 +394,36 @@ class Reconciler:
                                        {"health": health}))
         state.health = health
         state.observed = observed
+        self._looked(key)
 
     # -- reading for the API -------------------------------------------------------
+    async def observation(self, key: str, timeout: float) -> Observed | None:
+        """What the controller last observed of a key, for a status request: no Docker call.
+
+        Docker's event stream and the resync keep it current (a container that exits is seen within
+        milliseconds); the key is woken too, so a change the stream missed shows at the next read. Right
+        after the manager started, before the controller's first look at the key, this waits for that
+        look, up to `timeout`; NotObserved when it failed or took longer. While the engine is unreachable:
+        the last thing Docker said, at once.
+        """
+        state = self.keys.get(key)
+        if not self.engine.available:
+            return state.observed if state is not None else None
+        self.queue.add(key)
+        if state is None or not state.looked:
+            first_look = self._first_look.setdefault(key, asyncio.Event())
+            try:
+                await asyncio.wait_for(first_look.wait(), timeout)
+            except TimeoutError:
+                raise NotObserved(f"the controller has not looked at container {key} within {timeout:g} s") from None
+            state = self.keys.get(key)
+            if self.engine.available and state is not None and not state.looked:
+                error = f": {state.last_error[1]}" if state.last_error else ""
+                raise NotObserved(f"the controller could not look at container {key} yet{error}")
+        return state.observed if state is not None else None
+
     async def refresh(self, key: str) -> Observed | None:
-        """Read Docker now for a status request.
+        """Read Docker now, for the periodic status round (not for requests: see observation()).
 
         Diffs are published only by the key's worker (one at a time, in order);
         a read that shows something new just wakes that worker.

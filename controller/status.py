@@ -94,13 +94,21 @@ class StatusReader:
     def forget_stats(self, live_docker_ids: set[str]) -> None:
         self._cgroups.forget(live_docker_ids)
 
-    async def status(self, record: Record) -> ContainerStatus:
+    async def status(self, record: Record, wait: float = 10.0) -> ContainerStatus:
+        """One container's status for a request.
+
+        Its state is what the controller last observed (no Docker call; see Reconciler.observation, which
+        may wait up to `wait` s for the controller's first look after a manager start, else raises
+        NotObserved); its resource usage comes from cgroup files, or Docker's stats API when they are not
+        visible.
+        """
+        sampled = await self.reconciler.observation(record.id, wait)
+        usage = await self._usage(sampled)
+        # State is read again after the (possibly slow) stats so the report is never older than its numbers.
         known = self.reconciler.known(record.id)
-        usage = await self._usage(known.observed if known is not None else None)
-        # State is read after the (possibly slow) stats so the report is never older than its numbers.
-        observed = await self.reconciler.refresh(record.id)
-        if (known is None or known.observed is None) and observed is not None and observed.running:
-            usage = await self._usage(observed)  # first look at this container: no earlier id to sample
+        observed = known.observed if known is not None and known.looked else sampled
+        if observed is not None and observed.running and (sampled is None or sampled.docker_id != observed.docker_id):
+            usage = await self._usage(observed)  # another container meanwhile: sample that one
         return self._build(record, observed, usage)
 
     async def statuses(self, records: list[Record]) -> list[ContainerStatus | BaseException]:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from store.records import ContainerSpec, DesiredState, Record
+from store.records import ContainerSpec, DesiredState, Record, RestartTarget
 
 log = logging.getLogger("flow_manager.journal")
 FORMAT = 1
@@ -34,10 +34,14 @@ def record_to_json(record: Record) -> dict[str, Any]:
 def record_from_json(data: dict[str, Any]) -> Record:
     spec = dict(data["spec"])
     spec["command"] = tuple(spec["command"]) if spec.get("command") else None
+    target = data.get("restart_target")  # absent from journals written before it existed, as the next two
     return Record(id=data["id"], spec=ContainerSpec(**spec), desired=DesiredState(data["desired"]),
                   generation=int(data["generation"]), created_at=float(data["created_at"]),
-                  restart_requested_at=data.get("restart_requested_at"),
-                  code_revision=data.get("code_revision"), code_path=data.get("code_path"))
+                  code_revision=data.get("code_revision"), code_path=data.get("code_path"),
+                  restart_requests=int(data.get("restart_requests") or 0),
+                  restart_target=RestartTarget(int(target["request"]), target.get("docker_id"), target.get("started_at"))
+                  if target else None,
+                  ended_runs=tuple((str(docker_id), started_at) for docker_id, started_at in data.get("ended_runs") or ()))
 
 
 class Journal:

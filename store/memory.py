@@ -100,6 +100,21 @@ class MemoryStore:
         self._changed(container_id, record)
         return record
 
+    def note(self, container_id: str, **facts: object) -> Record:
+        """The controller's facts that must survive a manager restart (Record.restart_target, ended_runs).
+
+        Journaled with the record, but not a change of intent: no new generation, and nobody is woken
+        (the controller that writes them is already looking at the key). `durable()` covers them too.
+        """
+        current = self._records.get(container_id)
+        if current is None:
+            raise UnknownContainer(container_id)
+        record = replace(current, **facts)  # type: ignore[arg-type]
+        self._records[container_id] = record
+        if self.journal is not None:
+            self.journal.changed(container_id)
+        return record
+
     def report(self, container_id: str, generation: int, error: ConvergeError | None) -> None:
         """Controller's write-back: generation converged, or the error it hit."""
         current = self._records.get(container_id)

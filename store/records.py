@@ -55,6 +55,30 @@ class RecordStatus:
     error_generation: int = 0
 
 
+RunKey = tuple[str, float | None]  # one run of one Docker container: (docker id, Docker's StartedAt)
+ENDED_RUNS_KEPT = 8  # a record's containers' runs the controller remembers having judged
+
+
+@dataclass(frozen=True)
+class RestartTarget:
+    """The run a client's restart request must end, as Docker identifies it.
+
+    The controller binds the newest request (`request`, a Record.restart_requests
+    value) to the run Docker has when it first takes the request up; the restart
+    is done once Docker's current run is another one. Docker's facts only: no
+    manager clock is compared with Docker's (a remote engine's clock may differ).
+    `docker_id` is None when no container existed then: whatever runs later is new.
+    """
+
+    request: int
+    docker_id: str | None
+    started_at: float | None
+
+    @property
+    def run_key(self) -> RunKey | None:
+        return (self.docker_id, self.started_at) if self.docker_id is not None else None
+
+
 @dataclass(frozen=True)
 class Record:
     id: str
@@ -62,12 +86,19 @@ class Record:
     desired: DesiredState
     generation: int
     created_at: float
-    # Wall-clock time of the last restart request: a run that started before it
-    # must be restarted. Comparing times keeps restart level-triggered.
-    restart_requested_at: float | None = None
     # Code is deployed in place (no recreation), so it lives beside the spec, not in its hash.
     code_revision: str | None = None
     code_path: str | None = None
+    # How many restarts clients asked for (intent: each one bumps the generation).
+    restart_requests: int = 0
+    # The controller's own facts that must survive a manager restart, journaled with the intent but not
+    # intent themselves (written by MemoryStore.note, no new generation):
+    # - which run the newest restart request ends;
+    restart_target: RestartTarget | None = None
+    # - the runs it judged after they ended, newest last: ended by the manager itself (stop, restart), ended
+    #   while the record did not want them running, or already reported as a crash. None of them is ever
+    #   (again) a crash, whatever happened to the manager in between.
+    ended_runs: tuple[RunKey, ...] = ()
     status: RecordStatus = RecordStatus()
 
     @property

@@ -136,6 +136,19 @@ class Client:
             except TimeoutError:
                 pass
 
+    async def quiet(self, event: str, container_id: str | None, seconds: float, why: str,
+                    where: Callable[[Any], bool] = lambda _: True) -> None:
+        """Watch for an event that must not come, for a stated quiet period; fail as soon as it comes (or if
+        this client saw it already).
+
+        `why` says what the silence proves; it is part of the failure message.
+        """
+        try:
+            seen = await self.wait_for(event, container_id, where, timeout=seconds)
+        except AssertionError:
+            return  # the quiet period passed without it
+        raise AssertionError(f"{event} ({container_id}) within the {seconds:g} s quiet period ({why}): {seen}")
+
     async def close(self) -> None:
         await self.sio.disconnect()
 

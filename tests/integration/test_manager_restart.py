@@ -63,3 +63,38 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
     finally:
         await client.close()
         server.stop()
+
+
+async def test_a_run_stopped_before_a_manager_restart_is_no_crash_when_started_again(docker: aiodocker.Docker,
+                                                                                    tmp_path: Path):
+    """Which runs the manager ended itself survives the manager: a stop, a restart of the manager, a start."""
+    server = Server(tmp_path)
+    server.start()
+    client = await Client().connect(server.url)
+    try:
+        created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("stopped")})
+        cid = created["container_id"]
+        await client.call("start_container", {"container_id": cid})
+        assert (await client.call("stop_container", {"container_id": cid}))["status"] == "stopped"
+    finally:
+        await client.close()
+
+    server.stop()
+    server.start()
+    client = await Client().connect(server.url)
+    try:
+        assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
+        await client.quiet("container_crashed", cid, 3.0, "the run the manager stopped before its restart ended "
+                           "by the manager's hand (exit 143), not by a crash")
+        assert not client.of("activity_log", cid, lambda a: a["activity_type"] == "container_crash"), client.events
+
+        # A real crash now is the first one: restarted at once, no back-off earned by the stop.
+        await docker.containers.container(created["docker_id"]).kill(signal="SIGKILL")
+        crash = await client.wait_for("container_crashed", cid)
+        assert crash["crash_details"]["error"] == "Killed by signal 9" and crash["crash_details"]["restart_in"] == 0
+        await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("stopped", "running"))
+        assert len(client.of("container_crashed", cid)) == 1
+        await client.call("delete_container", {"container_id": cid})
+    finally:
+        await client.close()
+        server.stop()

@@ -1,6 +1,8 @@
 """The planner is the heart of the controller: every decision, no Docker."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from controller import planner
@@ -8,6 +10,7 @@ from controller.container_config import ContainerDefaults, config_hash, docker_c
 from controller.observed import Observed
 from controller.planner import Act, plan_orphan
 from store import ContainerSpec, DesiredState, Record
+from store.records import RestartTarget
 
 SPEC = ContainerSpec(image="flow:latest", name="a")
 HASH = "body-hash-0"  # what the records below ask for, unless a test says otherwise
@@ -17,9 +20,11 @@ def plan(record: Record | None, observed: list[Observed], **kwargs) -> planner.P
     return planner.plan(record, observed, **{"desired_hash": HASH, **kwargs})
 
 
-def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_at: float | None = None) -> Record:
+def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_of: Observed | None = None) -> Record:
+    """`restart_of`: a client asked for a restart, which the controller bound to that run."""
+    target = RestartTarget(1, restart_of.docker_id, restart_of.started_at) if restart_of is not None else None
     return Record(id="abc123def456", spec=spec, desired=desired, generation=2, created_at=0.0,
-                  restart_requested_at=restart_at)
+                  restart_requests=1 if restart_of is not None else 0, restart_target=target)
 
 
 def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
@@ -103,10 +108,23 @@ def test_duplicates_are_removed_keeping_the_running_one_with_the_current_spec():
     assert acts(p) == [(Act.REMOVE, "old")]
 
 
-def test_restart_request_restarts_a_run_that_began_before_it():
-    assert acts(plan(record(DesiredState.RUNNING, restart_at=150.0), [observed(started=100.0)], now=200)) == \
-        [(Act.RESTART, "d1")]
-    assert acts(plan(record(DesiredState.RUNNING, restart_at=150.0), [observed(started=160.0)], now=200)) == []
+def test_restart_request_restarts_the_run_it_was_bound_to_and_no_other():
+    found = observed(started=100.0)
+    assert acts(plan(record(DesiredState.RUNNING, restart_of=found), [found], now=200)) == [(Act.RESTART, "d1")]
+    assert acts(plan(record(DesiredState.RUNNING, restart_of=found), [observed(started=160.0)], now=200)) == []
+    recreated = observed(docker_id="d2", started=100.0)
+    assert acts(plan(record(DesiredState.RUNNING, restart_of=found), [recreated], now=200)) == []
+
+
+def test_a_restart_request_is_bound_to_the_run_docker_has_when_it_is_taken_up():
+    asked = replace(record(DesiredState.RUNNING), restart_requests=1)
+    found = observed(started=100.0)
+    assert planner.restart_binding(asked, found) == RestartTarget(1, "d1", 100.0)
+    assert planner.restart_binding(asked, None) == RestartTarget(1, None, None), "no container: nothing to end"
+    bound = replace(asked, restart_target=RestartTarget(1, "d1", 100.0))
+    assert planner.restart_binding(bound, observed(started=160.0)) is None, "bound once"
+    assert planner.restart_binding(replace(bound, restart_requests=2), found) == RestartTarget(2, "d1", 100.0)
+    assert planner.restart_binding(record(DesiredState.RUNNING), found) is None
 
 
 def test_crash_back_off_holds_the_start_and_says_when_to_look_again():
@@ -129,3 +147,13 @@ def test_config_hash_covers_every_field_of_the_create_body():
     assert body_hash(ContainerSpec(image="flow:latest", name="a", memory_limit=64 << 20)) != base
     assert body_hash(SPEC, ContainerDefaults(stop_timeout=3)) != base, "the manager's own settings count too"
     assert body_hash(ContainerSpec(image="flow:latest", name="a")) == base
+
+
+def test_a_restart_is_decided_from_dockers_clock_not_the_managers():
+    """A remote engine whose clock lags an hour: the new run's StartedAt is still "before" the request."""
+    manager_now = 1_000_000.0
+    found = observed(started=manager_now - 3600.0)  # Docker's clock
+    asked = record(DesiredState.RUNNING, restart_of=found)
+    assert acts(plan(asked, [found], now=manager_now)) == [(Act.RESTART, "d1")]
+    restarted = observed(started=manager_now - 3590.0)  # the run the restart made, by Docker's clock
+    assert acts(plan(asked, [restarted], now=manager_now + 10)) == [], "restarted once, not at every reconcile"
