@@ -133,6 +133,13 @@ async def nothing(docker_id: str) -> None:
     return None
 
 
+class Acknowledged(list[str]):
+    """The applier's acknowledge callback (docker id, whether the container stays), recording the ids."""
+
+    async def __call__(self, docker_id: str, lasting: bool) -> None:
+        self.append(docker_id)
+
+
 @pytest.mark.parametrize("act", [Act.CREATE, Act.START, Act.RESTART, Act.REPLACE, Act.DEPLOY])
 async def test_the_applier_refuses_before_docker_binds_a_swapped_source(root: Path, act: Act):
     docker = FakeDocker()
@@ -140,15 +147,15 @@ async def test_the_applier_refuses_before_docker_binds_a_swapped_source(root: Pa
                       binds=BindGuard(roots=(str(root),), forbidden=()))
     record = record_binding(root / "a" / "b")
     target = None if act is Act.CREATE else "old-docker-id"
-    acknowledged: list[str] = []
-    await applier.apply(record, Action(act, target), target, acknowledged.append, nothing)  # fine as it is
+    acknowledged = Acknowledged()
+    await applier.apply(record, Action(act, target), target, acknowledged, nothing)  # fine as it is
     assert docker.calls, act
     docker.calls.clear()
     acknowledged.clear()
     (root / "a" / "b").rename(root / "a" / "kept")
     (root / "a" / "b").symlink_to("/")
     with pytest.raises(BindSourceRefused) as info:
-        await applier.apply(record, Action(act, target), target, acknowledged.append, nothing)
+        await applier.apply(record, Action(act, target), target, acknowledged, nothing)
     assert info.value.details["reason"] == BIND_SOURCE_CHANGED
     assert docker.calls == [] and acknowledged == [], "nothing reached Docker, nothing was stopped"
 
@@ -162,7 +169,7 @@ async def test_a_restart_refused_after_its_stop_does_not_start(root: Path):
         (root / "a" / "b").rename(root / "a" / "kept")
         (root / "a" / "b").symlink_to("/")
     with pytest.raises(BindSourceRefused):
-        await applier.apply(record, Action(Act.RESTART, "id"), "id", lambda _: None, swap_while_stopped)
+        await applier.apply(record, Action(Act.RESTART, "id"), "id", Acknowledged(), swap_while_stopped)
     assert docker.calls == ["stop"]
 
 
@@ -173,6 +180,6 @@ async def test_a_start_is_refused_when_another_records_source_nests(root: Path):
     applier = Applier(docker, ContainerDefaults(), binds=BindGuard(  # type: ignore[arg-type]
         roots=(str(root),), forbidden=(), bound=lambda: others))
     with pytest.raises(BindSourceRefused) as info:
-        await applier.apply(record_binding(root / "a" / "b"), Action(Act.START, "id"), "id", lambda _: None, nothing)
+        await applier.apply(record_binding(root / "a" / "b"), Action(Act.START, "id"), "id", Acknowledged(), nothing)
     assert info.value.details["reason"] == BIND_SOURCE_NOT_ALLOWED and "fedcba987654" in info.value.message
     assert docker.calls == []
