@@ -96,6 +96,11 @@ class Handlers:
 
     # -- connection --------------------------------------------------------------
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.sio.manager.is_pre_connected(sid, "/"):
+            # python-socketio calls this while the sid is joining; anything else is an event a client forged
+            # (the packet gate refuses those: this is the second line)
+            log.warning("ignored a connect event for %s that python-socketio did not send", sid)
+            return
         refusal = self.auth.refusal(environ, auth)
         if refusal is not None:
             client = (environ.get("asgi.scope") or {}).get("client") or ("?", 0)
@@ -106,8 +111,25 @@ class Handlers:
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
+        """The sid left the namespace: its subscriptions go; its rate-limit bucket goes with the connection only."""
+        if self.sio.manager.is_connected(sid, "/"):
+            # python-socketio marks the sid as leaving before it calls this: still connected means forged
+            log.warning("ignored a disconnect event for %s that python-socketio did not send", sid)
+            return
         self.broadcaster.forget(sid)
-        self.limiter.forget(sid)
+        session = self._session(sid)
+        if not self._session_open(session):  # after a Socket.IO "41" the client may join again ("40")
+            self.limiter.forget(session)
+
+    def _session(self, sid: str) -> str:
+        """The Engine.IO session under a Socket.IO sid: the key of per-connection state such as the rate limit,
+        since a client can leave the namespace and join it again (a new sid) on the same connection."""
+        return self.sio.manager.eio_sid_from_sid(sid, "/") or sid
+
+    def _session_open(self, session: str) -> bool:
+        """False once python-engineio is closing the session (it marks it before the disconnect handlers run)."""
+        socket = self.sio.eio.sockets.get(session)
+        return socket is not None and not (socket.closing or socket.closed)
 
     # -- requests that never reach a model ----------------------------------------
     async def rejected(self, sid: str, info: Any = None, *extra: Any) -> dict[str, Any]:
@@ -141,7 +163,7 @@ class Handlers:
         return failure
 
     def _throttled(self, sid: str) -> ApiError | None:
-        wait = self.limiter.take(sid)
+        wait = self.limiter.take(self._session(sid))
         if not wait:
             return None
         return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "

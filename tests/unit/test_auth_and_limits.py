@@ -109,3 +109,15 @@ def test_rate_limit_allows_a_burst_then_the_sustained_rate():
     limiter.forget("a")
     assert limiter.take("a") == 0.0
     assert RateLimiter(rate=0, burst=1).take("x") == 0.0  # disabled
+
+
+def test_buckets_of_clients_never_forgotten_are_pruned_once_refilled_and_only_then():
+    clock = Clock()
+    limiter = RateLimiter(rate=1, burst=5, clock=clock)  # a spent token is back after 1 s, all five after 5 s
+    assert [limiter.take("drained") for _ in range(5)] == [0.0] * 5  # empty: must survive every pruning
+    for n in range(6000):  # sessions that ended without the limiter hearing of it, 2000 per second
+        limiter.take(f"gone-{n}")
+        clock.now += 0.0005
+    assert limiter.held <= 4100  # pruned as they came: a bucket back to full is the same as none
+    assert [limiter.take("drained") > 0 for _ in range(4)] == [False, False, False, True]  # 3 s: 3 tokens back
+    assert limiter.take("gone-5999") == 0.0 and limiter.held > 1000  # the recent ones are still there
