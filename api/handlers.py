@@ -8,6 +8,7 @@ the Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import time
@@ -35,6 +36,7 @@ from store.code import CodeError, CodeSnapshot, CodeStore
 from store.records import new_container_id
 
 log = logging.getLogger("flow_manager.api")
+DEPARTED_REMEMBERED = 4096  # sids that left recently, with their Engine.IO session (for requests still in flight)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Handlers:
         self.timings = timings or RequestTimings()
         self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
         self.operations: frozenset[str] = frozenset()
+        self._departed: collections.OrderedDict[str, str] = collections.OrderedDict()  # sid -> its session
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -118,13 +121,18 @@ class Handlers:
             return
         self.broadcaster.forget(sid)
         session = self._session(sid)
+        self._departed[sid] = session  # its requests already dispatched still count against that connection
+        while len(self._departed) > DEPARTED_REMEMBERED:
+            self._departed.popitem(last=False)
         if not self._session_open(session):  # after a Socket.IO "41" the client may join again ("40")
             self.limiter.forget(session)
 
     def _session(self, sid: str) -> str:
         """The Engine.IO session under a Socket.IO sid: the key of per-connection state such as the rate limit,
-        since a client can leave the namespace and join it again (a new sid) on the same connection."""
-        return self.sio.manager.eio_sid_from_sid(sid, "/") or sid
+        since a client can leave the namespace and join it again (a new sid) on the same connection. A request
+        python-socketio dispatched just before its sid left runs after python-socketio forgot the sid: the
+        sids that left recently are remembered, or such requests would each start a fresh bucket."""
+        return self.sio.manager.eio_sid_from_sid(sid, "/") or self._departed.get(sid) or sid
 
     def _session_open(self, session: str) -> bool:
         """False once python-engineio is closing the session (it marks it before the disconnect handlers run)."""
