@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 REJECTED_EVENT = "flow_manager.rejected"
 SEPARATOR = "\x1e"  # between the packets of one long-polling body
@@ -40,7 +39,6 @@ _ARRAY_OPEN = re.compile(r"[ \t\n\r]*\[[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 MESSAGE = "4"  # Engine.IO message: the only Engine.IO packet whose data reaches python-socketio
 CONTROL = frozenset("012356")  # the other Engine.IO packets (open, close, ping, pong, upgrade, noop)
-SOCKETIO_TYPES = frozenset("0123456")
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
 RESERVED_EVENTS = frozenset({"connect", "disconnect"})  # python-socketio dispatches these to connection handlers
 MAX_ATTACHMENT_DIGITS, MAX_ACK_DIGITS = 10, 100  # python-socketio raises past these
@@ -74,8 +72,7 @@ def _event_name(packet: str, start: int) -> object:
         return None
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """The framing of one Socket.IO packet in an Engine.IO message, read as python-socketio will read it."""
 
     kind: int
@@ -86,12 +83,8 @@ class Header:
     data: int  # where the JSON data starts
 
 
-def _digit_run(packet: str, start: int, most: int) -> int:
-    """End of the run of str.isdigit() characters at `start`, looking at no more than `most` + 1 of them."""
-    end, stop = start, min(len(packet), start + most + 1)
-    while end < stop and packet[end].isdigit():
-        end += 1
-    return end
+# Engine.IO message "4", Socket.IO type, [attachment count "-"], ["/" namespace [","]], [ack id]: ASCII digits only
+_HEADER = re.compile(r"4([0-6])(?:([0-9]+)-)?(?:(/[^,]*),?)?([0-9]*)")
 
 
 def parse_header(packet: str) -> Header | None:
@@ -102,34 +95,22 @@ def parse_header(packet: str) -> Header | None:
     text before the first "-"; a "/" starts a namespace ending at the first ","; the ack id is a run of
     isdigit() characters). int() and isdigit() accept digits of every script (and isdigit() superscripts,
     which int() then refuses), so each of those fields must be ASCII digits here, or the packet is refused:
-    the gate never guesses what the parser will make of a digit it does not read itself.
+    the gate never guesses what the parser will make of a digit it does not read itself. Once the ASCII
+    fields are matched, a further isdigit() character means the parser would read the fields otherwise.
     """
-    if len(packet) < 2 or packet[0] != MESSAGE or packet[1] not in SOCKETIO_TYPES:
+    match = _HEADER.match(packet)
+    if match is None:
         return None  # an Engine.IO message is JSON-decoded unless its second character is a digit
-    kind, pos, attachments = int(packet[1]), 2, 0
-    end = _digit_run(packet, pos, MAX_ATTACHMENT_DIGITS)
-    dash = packet.find("-", pos)
-    if dash == end > pos:  # all digits up to the first "-": an attachment count
-        if end - pos > MAX_ATTACHMENT_DIGITS or not packet[pos:end].isascii():
-            return None
-        attachments, pos = int(packet[pos:end]), end + 1
-    elif end - pos > MAX_ATTACHMENT_DIGITS and dash > end and packet[end:dash].isdigit():
-        return None  # too many attachments: python-socketio raises
-    namespace, namespace_field = None, ""
-    if packet.startswith("/", pos):
-        comma = packet.find(",", pos)
-        namespace_field = packet[pos:comma if comma != -1 else len(packet)]
-        if not namespace_field.isascii():
-            return None  # the manager serves "/" only; a client has no use for other names
-        namespace = namespace_field.split("?", 1)[0]
-        pos = comma + 1 if comma != -1 else len(packet)
-    ack = None
-    end = _digit_run(packet, pos, MAX_ACK_DIGITS)
-    if end > pos:
-        if end - pos > MAX_ACK_DIGITS or not packet[pos:end].isascii():
-            return None
-        ack, pos = int(packet[pos:end]), end
-    return Header(kind, attachments, namespace, namespace_field, ack, pos)
+    kind, count, namespace_field, ack = match.groups()
+    if packet[match.end():match.end() + 1].isdigit():
+        return None  # a digit the parser reads and this pattern does not (another script's, a superscript)
+    if (count is not None and len(count) > MAX_ATTACHMENT_DIGITS) or len(ack) > MAX_ACK_DIGITS:
+        return None  # python-socketio raises
+    if namespace_field is not None and not namespace_field.isascii():
+        return None  # the manager serves "/" only; a client has no use for other names
+    return Header(int(kind), int(count) if count else 0,
+                  namespace_field.split("?", 1)[0] if namespace_field is not None else None,
+                  namespace_field or "", int(ack) if ack else None, match.end())
 
 
 def gate_packet(packet: str, limit: int) -> str | None:

@@ -13,7 +13,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import aiodocker
@@ -179,7 +178,7 @@ def test_a_forged_packet_in_a_polling_body_ends_the_session(limited: Server):
         assert any(p.startswith("40{") for p in http(session).split("\x1e"))  # connected
         http(session, "\x1e".join([forgery, '427["list_containers",{}]']))
         with pytest.raises(urllib.error.HTTPError) as gone:  # the session is closed: nothing was answered
-            print(http(session))
+            http(session)
         assert gone.value.code == 400, forgery
 
 

@@ -1,11 +1,14 @@
-"""The packet gate: oversized and binary Socket.IO packets never reach the parser."""
+"""The packet gate: oversized, binary, reserved and forged-framing Socket.IO packets never reach the parser as such."""
 from __future__ import annotations
 
 import json
 import random
 from typing import Any
 
-from api.packet_gate import REJECTED_EVENT, PacketGate, gate_packet, gate_payload
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+from api.packet_gate import REJECTED_EVENT, PacketGate, gate_packet, gate_payload, parse_header
 
 LIMIT = 100
 
@@ -174,11 +177,6 @@ def test_plain_ascii_framing_at_its_limits_still_passes():
 
 def test_the_gate_reads_every_passed_packet_as_the_parsers_do():
     """Whatever the gate lets through, python-engineio and python-socketio decode to what the gate saw."""
-    from engineio import packet as eio_packet
-    from socketio import packet as sio_packet
-
-    from api.packet_gate import parse_header
-
     foreign = "".join(FOREIGN.values()) + "".join(SUPERSCRIPT.values()) + "\u00bd\u4e94"  # and numerics
     rng = random.Random(16)
 
