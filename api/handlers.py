@@ -99,7 +99,7 @@ class Handlers:
 
     # -- connection --------------------------------------------------------------
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if not self.sio.manager.is_pre_connected(sid, "/"):
+        if not self.sio.always_connect and not self.sio.manager.is_pre_connected(sid, "/"):
             # python-socketio calls this while the sid is joining; anything else is an event a client forged
             # (the packet gate refuses those: this is the second line)
             log.warning("ignored a connect event for %s that python-socketio did not send", sid)

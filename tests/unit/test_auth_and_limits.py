@@ -147,6 +147,7 @@ class FakeManager:
 class FakeSio:
     def __init__(self) -> None:
         self.manager = FakeManager()
+        self.always_connect = False  # as the manager's server: the connect handler runs before the sid joins
         self.eio = SimpleNamespace(sockets={"e1": SimpleNamespace(closing=False, closed=False)})
         self.emitted: list[tuple[str, object]] = []
 
