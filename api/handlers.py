@@ -12,6 +12,7 @@ reference's response event to the caller, and the Socket.IO acknowledgement
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -40,6 +41,7 @@ from store.code import CodeError, CodeSnapshot, CodeStore
 from store.records import new_container_id
 
 log = logging.getLogger("flow_manager.api")
+DEPARTED_REMEMBERED = 4096  # sids that left recently, with their Engine.IO session (for requests still in flight)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Handlers:
         self.timings = timings or RequestTimings()
         self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
         self.operations: frozenset[str] = frozenset()
+        self._departed: collections.OrderedDict[str, str] = collections.OrderedDict()  # sid -> its session
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -101,6 +104,11 @@ class Handlers:
 
     # -- connection --------------------------------------------------------------
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.sio.always_connect and not self.sio.manager.is_pre_connected(sid, "/"):
+            # python-socketio calls this while the sid is joining; anything else is an event a client forged
+            # (the packet gate refuses those: this is the second line)
+            log.warning("ignored a connect event for %s that python-socketio did not send", sid)
+            return
         refusal = self.auth.refusal(environ, auth)
         if refusal is not None:
             client = (environ.get("asgi.scope") or {}).get("client") or ("?", 0)
@@ -111,8 +119,30 @@ class Handlers:
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
+        """The sid left the namespace: its subscriptions go; its rate-limit bucket goes with the connection only."""
+        if self.sio.manager.is_connected(sid, "/"):
+            # python-socketio marks the sid as leaving before it calls this: still connected means forged
+            log.warning("ignored a disconnect event for %s that python-socketio did not send", sid)
+            return
         self.broadcaster.forget(sid)
-        self.limiter.forget(sid)
+        session = self._session(sid)
+        self._departed[sid] = session  # its requests already dispatched still count against that connection
+        while len(self._departed) > DEPARTED_REMEMBERED:
+            self._departed.popitem(last=False)
+        if not self._session_open(session):  # after a Socket.IO "41" the client may join again ("40")
+            self.limiter.forget(session)
+
+    def _session(self, sid: str) -> str:
+        """The Engine.IO session under a Socket.IO sid: the key of per-connection state such as the rate limit,
+        since a client can leave the namespace and join it again (a new sid) on the same connection. A request
+        python-socketio dispatched just before its sid left runs after python-socketio forgot the sid: the
+        sids that left recently are remembered, or such requests would each start a fresh bucket."""
+        return self.sio.manager.eio_sid_from_sid(sid, "/") or self._departed.get(sid) or sid
+
+    def _session_open(self, session: str) -> bool:
+        """False once python-engineio is closing the session (it marks it before the disconnect handlers run)."""
+        socket = self.sio.eio.sockets.get(session)
+        return socket is not None and not (socket.closing or socket.closed)
 
     # -- requests that never reach a model ----------------------------------------
     async def rejected(self, sid: str, info: Any = None, *extra: Any) -> dict[str, Any]:
@@ -146,7 +176,7 @@ class Handlers:
         return failure
 
     def _throttled(self, sid: str) -> ApiError | None:
-        wait = self.limiter.take(sid)
+        wait = self.limiter.take(self._session(sid))
         if not wait:
             return None
         return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "

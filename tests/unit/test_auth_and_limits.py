@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from api.auth import ConnectAuth, host_of, is_loopback
+from api.handlers import ApiSettings, Handlers
 from api.limits import RateLimiter
 from flow_manager.config import Settings
 from flow_manager.security import SecurityConfigError, binds_loopback_only, configure, cors_origins, port_range
@@ -109,3 +111,93 @@ def test_rate_limit_allows_a_burst_then_the_sustained_rate():
     limiter.forget("a")
     assert limiter.take("a") == 0.0
     assert RateLimiter(rate=0, burst=1).take("x") == 0.0  # disabled
+
+
+def test_buckets_of_clients_never_forgotten_are_pruned_once_refilled_and_only_then():
+    clock = Clock()
+    limiter = RateLimiter(rate=1, burst=5, clock=clock)  # a spent token is back after 1 s, all five after 5 s
+    assert [limiter.take("drained") for _ in range(5)] == [0.0] * 5  # empty: must survive every pruning
+    for n in range(6000):  # sessions that ended without the limiter hearing of it, 2000 per second
+        limiter.take(f"gone-{n}")
+        clock.now += 0.0005
+    assert limiter.held <= 4100  # pruned as they came: a bucket back to full is the same as none
+    assert [limiter.take("drained") > 0 for _ in range(4)] == [False, False, False, True]  # 3 s: 3 tokens back
+    assert limiter.take("gone-5999") == 0.0 and limiter.held > 1000  # the recent ones are still there
+
+
+# -- the API's per-connection state: what python-socketio calls, and what a client can only forge ---------------
+class FakeManager:
+    """python-socketio's view of the sids: joining (in the connect handler), connected, leaving."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, str] = {}  # sid -> Engine.IO session
+        self.joining: set[str] = set()
+        self.leaving: set[str] = set()
+
+    def eio_sid_from_sid(self, sid: str, namespace: str) -> str | None:
+        return self.sessions.get(sid)
+
+    def is_pre_connected(self, sid: str, namespace: str) -> bool:
+        return sid in self.joining
+
+    def is_connected(self, sid: str, namespace: str) -> bool:
+        return sid in self.sessions and sid not in self.joining | self.leaving
+
+
+class FakeSio:
+    def __init__(self) -> None:
+        self.manager = FakeManager()
+        self.always_connect = False  # as the manager's server: the connect handler runs before the sid joins
+        self.eio = SimpleNamespace(sockets={"e1": SimpleNamespace(closing=False, closed=False)})
+        self.emitted: list[tuple[str, object]] = []
+
+    async def emit(self, event: str, data: object = None, to: str | None = None) -> None:
+        self.emitted.append((event, to))
+
+
+def api(sio: FakeSio, clock: Clock) -> tuple[Handlers, SimpleNamespace]:
+    broadcaster = SimpleNamespace(clients=set(), forgotten=[])
+    broadcaster.forget = broadcaster.forgotten.append
+    engine = SimpleNamespace(status=lambda: SimpleNamespace(available=True, docker_host="x", since=0.0, message="m"))
+    reader = SimpleNamespace(reconciler=SimpleNamespace(engine=engine))
+    handlers = Handlers(sio, None, reader, broadcaster, ApiSettings(), None, None,  # type: ignore[arg-type]
+                        limiter=RateLimiter(rate=1, burst=3, clock=clock))
+    return handlers, broadcaster
+
+
+def drained(handlers: Handlers, sid: str) -> bool:
+    """Spend what the bucket holds; True when it was empty already."""
+    return [handlers._throttled(sid) is not None for _ in range(3)] == [True] * 3
+
+
+async def test_forged_connection_events_change_nothing():
+    sio, clock = FakeSio(), Clock()
+    handlers, broadcaster = api(sio, clock)
+    sio.manager.sessions["s1"] = "e1"
+    assert [handlers._throttled("s1") for _ in range(3)] == [None] * 3
+    await handlers.disconnect("s1", "client disconnect")  # s1 is still connected: a client sent this
+    await handlers.connect("s1", {"HTTP_HOST": "127.0.0.1"}, {})
+    assert broadcaster.forgotten == [] and broadcaster.clients == set() and sio.emitted == []
+    assert drained(handlers, "s1")
+
+
+async def test_leaving_the_namespace_keeps_the_connections_bucket_and_closing_it_drops_it():
+    sio, clock = FakeSio(), Clock()
+    handlers, broadcaster = api(sio, clock)
+    sio.manager.sessions["s1"] = "e1"
+    sio.manager.joining.add("s1")
+    await handlers.connect("s1", {"HTTP_HOST": "127.0.0.1"}, None)
+    sio.manager.joining.clear()
+    assert sio.emitted == [("connected", "s1")] and broadcaster.clients == {"s1"}
+    assert [handlers._throttled("s1") for _ in range(3)] == [None] * 3
+    sio.manager.leaving.add("s1")  # "41": python-socketio marks the sid leaving, calls the handler, forgets it
+    await handlers.disconnect("s1", "client disconnect")
+    del sio.manager.sessions["s1"]
+    assert broadcaster.forgotten == ["s1"]
+    assert handlers._throttled("s1") is not None  # a request of s1 still in flight: charged to the connection
+    sio.manager.sessions["s2"] = "e1"  # "40" again on the same Engine.IO session: a new sid, the same bucket
+    assert drained(handlers, "s2")
+    sio.eio.sockets["e1"].closing = True  # python-engineio closes the session, then the namespace handlers run
+    sio.manager.leaving.add("s2")
+    await handlers.disconnect("s2", "transport close")
+    assert handlers.limiter.held == 0
