@@ -159,7 +159,7 @@ class Journal:
             await self._progress.wait_for(lambda: self._processed >= target)
 
     async def _supervise(self) -> None:
-        """Run the writer; should it ever fail outside a write, say so, withdraw what waits, and run it again."""
+        """Run the writer; should it ever fail outside a batch, say so, withdraw what waits, and run it again."""
         while True:
             try:
                 await self._run()
@@ -184,14 +184,15 @@ class Journal:
                                               else {"op": "remove", "id": key}) + "\n"
                                    for key, (record, _) in batch.items()).encode()
                     await asyncio.to_thread(self._append, data, len(batch))
+                self.health.succeeded()
+                self._committed(batch)
             except asyncio.CancelledError:
                 self._dirty |= keys
                 raise
             except Exception as exc:  # OSError (ENOSPC, EIO, EROFS...) or a bug: both must answer the waiters
+                # Withdrawing a change that did reach the disk is safe: the retry writes the durable version again.
                 await self._refused(keys, self.health.failed(exc), target)
                 continue
-            self.health.succeeded()
-            self._committed(batch)
             await self._advance(target)
 
     async def _refused(self, keys: set[str], error: NotDurable, target: int) -> None:
