@@ -14,7 +14,7 @@ from typing import AsyncIterator, Iterator
 import aiodocker
 import pytest
 
-from tests.integration.harness import Client, Server, unique_name
+from tests.integration.harness import Client, Server, record_timing, unique_name
 
 REQUEST_TIMEOUT = 3.0
 
@@ -92,6 +92,7 @@ async def test_full_state_directory_answers_system_error_and_the_controller_does
         assert details["path"] == str(state) and "No space left on device" in details["error"], details
         assert details["container_id"] == cid and details["operation"] == "delete_container"
         assert took < REQUEST_TIMEOUT + 0.5, f"answered after {took:.2f} s"
+        record_timing("state directory full: delete_container -> system_error", took)
 
         # The intent was not applied: the controller never acted on it, and the record is as it was.
         await no_event_during(client, "status_changed", cid, 1.5, "the controller acted on a delete never saved")
@@ -112,10 +113,11 @@ async def test_full_state_directory_answers_system_error_and_the_controller_does
         assert journal["path"] == str(state) and journal["since"] <= time.time()
 
         filler.unlink()  # space returns: the writer's retry finds it without any request
-        deadline = time.monotonic() + 10
+        freed = time.monotonic()
         while not (journal := await journal_of(client))["writable"]:
-            assert time.monotonic() < deadline, journal
-            await asyncio.sleep(0.2)
+            assert time.monotonic() < freed + 10, journal
+            await asyncio.sleep(0.1)
+        record_timing("state directory full: space freed -> journal writable", time.monotonic() - freed)
         assert journal["failed_writes"] >= 2  # the delete, the create (and retries)
 
         assert (await client.call("delete_container", {"container_id": cid}))["status"] == "deleted"
