@@ -64,8 +64,9 @@ class JournalHealth:
     def error(self, message: str | None = None) -> NotDurable:
         reason = self.reason or "state_not_writable"
         what = "is not writable" if reason == "state_not_writable" else "could not be written"
-        return NotDurable(reason, message or f"the state directory {self.path} {what}: {self.last_error}; "
-                          "the request was not applied", path=self.path, error=self.last_error or "unknown")
+        error = self.last_error or "an earlier change of the same record could not be saved"
+        return NotDurable(reason, message or f"the state directory {self.path} {what}: {error}; "
+                          "the request was not applied", path=self.path, error=error)
 
     def timed_out(self, seconds: float) -> NotDurable:
         return NotDurable("state_not_writable", f"the intent did not reach the state directory {self.path} within "

@@ -17,6 +17,7 @@ lines); the directory is fsynced after the snapshot replaces the file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -94,7 +95,8 @@ class Journal:
             self.health.failed(exc)
             self._size = complete
             if complete < len(data):
-                os.truncate(self.path, complete)
+                with contextlib.suppress(OSError):  # read-only: the next append fails and says so anyway
+                    os.truncate(self.path, complete)
         return list(records.values())
 
     def _write_snapshot(self, records: list[Record]) -> None:

@@ -79,7 +79,7 @@ class MemoryStore:
         if committed is not None and committed.generation >= generation:
             return
         intent = self._intents.get(container_id)
-        if intent is None or intent.generation < generation:
+        if intent is None or intent.generation < generation:  # withdrawn with an earlier change of this record
             raise self.journal.health.error()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (generation, future)
@@ -223,23 +223,27 @@ class MemoryStore:
     def _committed(self, batch: dict[str, "Version"]) -> None:
         """A batch is on disk: its versions become what the controller sees."""
         for key, (record, seq) in batch.items():
-            if seq <= self._durable_seq.get(key, 0):
-                continue  # already durable (a retry wrote the durable version again)
-            if seq <= self._withdrawn.get(key, 0):
+            newer = seq > self._durable_seq.get(key, 0)  # else: a retry wrote the durable version again
+            if newer and seq <= self._withdrawn.get(key, 0):
                 # Written after all, but its request was told it failed: put the current version back on disk.
                 if self.journal is not None:
                     self.journal.changed(key)
                 continue
-            self._durable_seq[key] = seq
-            if record is None or key not in self._intents:
-                self._records.pop(key, None)
-            else:
-                known = self._records.get(key) or self._intents[key]
-                self._records[key] = record if record.status == known.status else replace(record, status=known.status)
-                for generation, future in self._durable_waiters.get(key, ()):
-                    if generation <= record.generation and not future.done():
-                        future.set_result(None)
-            self._wake(key)
+            if newer:
+                self._durable_seq[key] = seq
+                if record is None or key not in self._intents:
+                    self._records.pop(key, None)
+                else:
+                    known = self._records.get(key) or self._intents[key]
+                    self._records[key] = record if record.status == known.status else replace(record,
+                                                                                              status=known.status)
+                    for generation, future in self._durable_waiters.get(key, ()):
+                        if generation <= record.generation and not future.done():
+                            future.set_result(None)
+                self._wake(key)
+            if record is None and key not in self._intents:  # its removal is on disk: nothing left to track
+                for table in (self._intent_seq, self._durable_seq, self._withdrawn):
+                    table.pop(key, None)
 
     def _discarded(self, keys: Iterable[str], error: NotDurable) -> None:
         for key in keys:
