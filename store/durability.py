@@ -69,9 +69,14 @@ class JournalHealth:
                           "the request was not applied", path=self.path, error=error)
 
     def timed_out(self, seconds: float) -> NotDurable:
+        """A write that hangs (a stalled disk) is a directory not taking writes too, until one finishes."""
+        if self.writable:
+            self.failed(OSError(f"a write did not finish within {seconds:g} s"))
+        else:
+            self.failed_writes += 1
         return NotDurable("state_not_writable", f"the intent did not reach the state directory {self.path} within "
                           f"{seconds:g} s; the request was not applied", path=self.path,
-                          error=self.last_error or f"write did not finish within {seconds:g} s")
+                          error=self.last_error or f"a write did not finish within {seconds:g} s")
 
     def snapshot(self) -> dict[str, Any]:
         return {"writable": self.writable, "since": self.since, "path": self.path, "last_error": self.last_error,

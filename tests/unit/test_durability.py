@@ -184,10 +184,13 @@ async def test_a_write_that_outlives_the_timeout_is_withdrawn_and_overwritten_wh
         await started.store.durable(record.id, changed.generation, timeout=0.2)
     assert failure.value.reason == "state_not_writable" and "within 0.2 s" in failure.value.message
     assert started.store.intent(record.id) == record
+    health = started.journal.health.snapshot()
+    assert health["writable"] is False and health["last_error"] == "a write did not finish within 0.2 s", health
     gate.open.set()  # the late write lands: it is not applied, and the durable version goes back on disk
     await started.store.durable()
     await started.store.durable()
     assert started.store.get(record.id) == record and started.woken == []
+    assert started.journal.health.writable
     await started.journal.stop()
     assert on_disk(tmp_path)[record.id].desired is DesiredState.CREATED
 
