@@ -38,6 +38,7 @@ from controller.reconciler import UNKNOWN, NotObserved
 from controller.status import StatusReader
 from store import ContainerSpec, DesiredState, MemoryStore, NameInUse, Record, UnknownContainer
 from store.code import CodeError, CodeSnapshot, CodeStore
+from store.durability import NotDurable
 from store.records import new_container_id
 
 log = logging.getLogger("flow_manager.api")
@@ -231,13 +232,18 @@ class Handlers:
     async def _converge(self, record: Record, operation: str) -> Record | None:
         """Wait for the controller's verdict on this generation of the record."""
         generation = record.generation
-        await self.store.durable()  # an intent we answer for must survive a crash of the manager
+        deadline = time.monotonic() + self.settings.request_timeout
+        try:  # an intent we answer for must survive a crash of the manager; the controller acts only then
+            await self.store.durable(record.id, generation, self.settings.request_timeout)
+        except NotDurable as exc:  # withdrawn: nothing was applied
+            raise ApiError("system_error", f"{operation}: {exc.message}",
+                           **{**exc.details, "container_id": record.id, "retrying": False}) from None
 
         def settled(current: Record | None) -> bool:
             return (current is None or current.status.observed_generation >= generation
                     or (current.status.error is not None and current.status.error_generation >= generation))
         try:
-            current = await self.store.wait_for(record.id, settled, self.settings.request_timeout)
+            current = await self.store.wait_for(record.id, settled, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise ApiError("system_error", f"{operation} did not converge within {self.settings.request_timeout:g} s;"
                            " the controller keeps trying", container_id=record.id, retrying=True) from None
@@ -280,11 +286,12 @@ class Handlers:
 
     async def _prune_code(self) -> None:
         """Drop code archives no live record refers to (a deleted record's code is never deployed again)."""
-        await self.codes.retain(lambda: {r.code_revision for r in self.store.records()
+        # an intent not yet on disk keeps its code too
+        await self.codes.retain(lambda: {r.code_revision for r in (*self.store.records(), *self.store.intents())
                                          if r.code_revision and r.desired is not DesiredState.DELETED})
 
     def _room_for_one_more(self) -> None:
-        active = sum(1 for r in self.store.records() if r.desired is not DesiredState.DELETED)
+        active = sum(1 for r in self.store.intents() if r.desired is not DesiredState.DELETED)
         if active >= self.settings.max_containers:
             raise ApiError("system_error", f"this manager already manages {active} containers, its limit "
                            "(--max-containers); delete one first", limit="max_containers",

@@ -129,7 +129,9 @@ class FlowManager:
                                "links_connected": sum(1 for key in links if self.links and self.links.connected(key))},
                 "queue": {"pending": self.reconciler.queue.pending() if self.reconciler else 0},
                 "docker_calls": dict(self.docker.calls) if self.docker else {},
-                "clients": len(self.broadcaster.clients) if self.broadcaster else 0}
+                "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
+                # whether intent can be made durable; null with --store memory
+                "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None}
 
     def _rounds(self) -> list[dict[str, object]]:
         return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []
