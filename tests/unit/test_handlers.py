@@ -57,7 +57,10 @@ def make_handlers(store: MemoryStore, codes: Any = None, code_root: Path | None 
     reconciler = SimpleNamespace(known=lambda key: (observed or {}).get(key), engine=SimpleNamespace(available=True))
     emitter = Emitter()
     policy = RequestPolicy.build(code_roots=[str(code_root)] if code_root else [])
-    handlers = Handlers(SimpleNamespace(), store, SimpleNamespace(reconciler=reconciler),  # type: ignore[arg-type]
+    sio = SimpleNamespace(always_connect=False, manager=SimpleNamespace(  # python-socketio's view of connections
+        eio_sid_from_sid=lambda sid, namespace: None, is_connected=lambda sid, namespace: True,
+        is_pre_connected=lambda sid, namespace: True))
+    handlers = Handlers(sio, store, SimpleNamespace(reconciler=reconciler),  # type: ignore[arg-type]
                         SimpleNamespace(emitter=emitter), ApiSettings(request_timeout=0.5),  # type: ignore[arg-type]
                         None, codes, policy=policy)  # type: ignore[arg-type]
     return handlers, emitter

@@ -16,7 +16,8 @@ async def test_noted_facts_are_journaled_without_a_new_generation(tmp_path: Path
     woken: list[str] = []
     record = store.create(ContainerSpec(image="flow:latest", name="a"), DesiredState.RUNNING)
     store.watch(woken.append)
-    store.update(record.id, restart_requests=1)
+    updated = store.update(record.id, restart_requests=1)
+    await store.durable(record.id, updated.generation)  # the controller only ever sees (and notes on) what is on disk
     noted = store.note(record.id, restart_target=RestartTarget(1, "d" * 64, 1700000000.123456),
                        ended_runs=(("d" * 64, 1700000000.123456), ("e" * 64, None)))
     assert noted.generation == 2 and woken == [record.id], "not a change of intent: nobody is woken again"
