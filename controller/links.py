@@ -308,8 +308,7 @@ class LinkManager:
         if writer.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT:
             frame = encode({"command": "flow.ping", "seq": link.ping_seq}, self.max_frame)
             writer.write(frame)
-            if writer is link.writer:
-                link.written += len(frame)
+            link.written += len(frame)
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if link.connections >= MAX_CONNECTIONS:
@@ -440,11 +439,15 @@ def _prepare(socket_dir: Path, container_id: str, public: Path) -> socket.socket
     finally:
         os.close(links)
     relative = os.path.relpath(socket_dir / LINKS_DIR / target, public.parent)
-    if public.is_symlink() or public.exists():
+    try:
         if public.is_symlink() and os.readlink(public) == relative:
             return listening
-        public.unlink()
-    public.symlink_to(relative)
+        if public.is_symlink() or public.exists():
+            public.unlink()
+        public.symlink_to(relative)
+    except BaseException:
+        listening.close()
+        raise
     return listening
 
 
