@@ -458,6 +458,7 @@ def _own_directory(parent: Path | int, name: str, mode: int) -> int:
     differs from `mode` is fixed on the descriptor (the directory is the manager's own).
     """
     parent_fd = parent if isinstance(parent, int) else os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    where = LINKS_DIR if isinstance(parent, int) else parent
     try:
         try:
             os.mkdir(name, mode, dir_fd=parent_fd)
@@ -466,11 +467,11 @@ def _own_directory(parent: Path | int, name: str, mode: int) -> int:
         try:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
         except OSError as exc:
-            raise PermissionError(f"refusing {name} in {parent}: not a directory of its own ({exc.strerror})") from None
+            raise PermissionError(f"refusing {name} in {where}: not a directory of its own ({exc.strerror})") from None
         info = os.fstat(fd)
         if info.st_uid != os.geteuid():
             os.close(fd)
-            raise PermissionError(f"refusing {name} in {parent}: owned by uid {info.st_uid}, not the manager's")
+            raise PermissionError(f"refusing {name} in {where}: owned by uid {info.st_uid}, not the manager's")
         if stat.S_IMODE(info.st_mode) != mode:
             os.fchmod(fd, mode)
         return fd
