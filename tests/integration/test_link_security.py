@@ -92,11 +92,13 @@ async def test_a_container_racing_link_setup_cannot_chmod_host_files(docker: aio
             modes = [stat.S_IMODE(os.stat(t).st_mode) for t in targets]
             assert modes == [0o600] * 3, f"restart {restart}: a container changed a host file's mode: {modes}"
     finally:
-        client = await Client().connect(server.url)
-        for cid in cids:
-            await client.call("delete_container", {"container_id": cid})
-        await client.close()
-        server.stop()
+        try:
+            client = await Client().connect(server.url)
+            for cid in cids:
+                await client.call("delete_container", {"container_id": cid})
+            await client.close()
+        finally:
+            server.stop()
 
 
 def docker_exec(name: str, code: str) -> dict:
@@ -155,8 +157,9 @@ async def test_a_shared_socket_dir_keeps_its_mode(docker: aiodocker.Docker, tmp_
     server = Server(tmp_path, "--socket-dir", str(shared))
     server.socket_dir = str(shared)
     server.start()
-    client = await Client().connect(server.url)
+    client = Client()
     try:
+        await client.connect(server.url)
         created = await running_with_link(client)
         await ping(client, created["container_id"])
         assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
@@ -165,8 +168,10 @@ async def test_a_shared_socket_dir_keeps_its_mode(docker: aiodocker.Docker, tmp_
         await client.call("delete_container", {"container_id": created["container_id"]})
         assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
     finally:
-        await client.close()
-        server.stop()
+        try:
+            await client.close()
+        finally:
+            server.stop()
 
 
 # Connects and never reads until /tmp/go exists; then reads what the manager's writes left in its socket
