@@ -380,7 +380,7 @@ class Handlers:
         try:
             await self.links.send(record.id, request.message)
         except LinkFailure as failure:
-            raise ApiError(failure.error_type, failure.message, container_id=record.id) from None
+            raise ApiError(failure.error_type, failure.message, container_id=record.id, **failure.details) from None
         command = request.message.get("command")
         self.broadcaster.publish(Activity("message_sent", record.id, f"Message sent to container {record.spec.name}",
                                           {"command": command if isinstance(command, str) else None}))

@@ -11,6 +11,10 @@ from store.records import Record
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes; a request may ask for less, or more up to the policy's maximum
 DEFAULT_PIDS_LIMIT = 512  # a fork bomb stops here instead of exhausting the host's pids
+# The only capabilities a container keeps: what images commonly need to start (chown their data, drop to a
+# user, bind a port below 1024, signal their children). Of Docker's default set this drops MKNOD (device
+# nodes), NET_RAW (forged packets on the bridge), AUDIT_WRITE, SETFCAP, SETPCAP and SYS_CHROOT.
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
             # Unprivileged, whatever the image asks for: no privileged mode, no setuid gains, no host namespaces
             # (network, pid, ipc and uts stay the container's own), bounded memory (no swap) and pids.
             "Privileged": False,
+            "CapDrop": ["ALL"], "CapAdd": list(CAPABILITIES),  # an allowlist: Docker's defaults may grow
             "SecurityOpt": ["no-new-privileges"],
             "IpcMode": "private",
             "Memory": defaults.memory_limit, "MemorySwap": defaults.memory_limit,

@@ -8,6 +8,12 @@ for processes on the host. Because the mount is the directory, not the socket
 file, a manager restart that binds a fresh socket is visible to the
 container at once: the runtime simply dials again.
 
+The directory is mounted read-only (connect() works on a read-only mount), and
+the manager never follows a path inside it: a socket is bound and given its
+mode in `.links`, which only the manager can write, and renamed into place
+already listening. The manager never changes the mode of a directory it did
+not create (`--socket-dir` may be a shared one such as /tmp).
+
 Frames are flow_runtime.framing's: 4-byte big-endian length + UTF-8 JSON
 object. A bad or oversized frame resets that link only.
 
@@ -22,6 +28,8 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +51,15 @@ IN_FLIGHT_BYTES = 4 << 20  # the same in bytes: a flood of large frames queues l
 # would otherwise turn every reconnection into events for all clients and a reconcile of itself.
 CONNECT_RATE, CONNECT_BURST = 2.0, 10  # connections per second one link accepts, and bursts of
 MAX_CONNECTIONS = 4  # connections of one link open at once (waiting their turn or served); more are closed
+LINKS_DIR = ".links"  # in --socket-dir: the manager's own (0700), one directory per container in it
+LINK_DIR_MODE = 0o755  # a container whose user is not the manager's must reach the socket
+SOCKET_MODE = 0o666  # the container's user may not be root
 
 
 class LinkFailure(Exception):
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, **details: Any) -> None:
         super().__init__(message)
-        self.error_type, self.message = error_type, message
+        self.error_type, self.message, self.details = error_type, message, details
 
 
 @dataclass
@@ -57,6 +68,7 @@ class Link:
     name: str
     server: asyncio.AbstractServer | None = None
     writer: asyncio.StreamWriter | None = None
+    written: int = 0  # bytes handed to `writer` (its transport's buffer or the kernel) since it connected
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     revision: str | None = None
     last_communication: float | None = None
@@ -127,13 +139,14 @@ class LinkManager:
 
     # -- paths -------------------------------------------------------------------
     def link_dir(self, container_id: str) -> Path:
-        return self.socket_dir / ".links" / container_id
+        return self.socket_dir / LINKS_DIR / container_id
 
     def public_path(self, name: str) -> Path:
         return self.socket_dir / f"{name}.sock"
 
     def mount(self, container_id: str) -> str:
-        return f"{self.host_socket_dir / '.links' / container_id}:{LINK_DIR_IN_CONTAINER}"
+        """Read-only: the container can connect() to its socket but write nothing on the host."""
+        return f"{self.host_socket_dir / LINKS_DIR / container_id}:{LINK_DIR_IN_CONTAINER}:ro"
 
     # -- lifecycle (called by the reconciler) --------------------------------------
     async def ensure(self, record: Any) -> None:
@@ -143,12 +156,13 @@ class LinkManager:
             return
         link = link or Link(record.id, record.spec.name)
         self.links[record.id] = link
-        directory = self.link_dir(record.id)
-        path = directory / "link.sock"
-        await asyncio.to_thread(_prepare, directory, path, self.public_path(record.spec.name))
-        link.server = await asyncio.start_unix_server(
-            lambda r, w: self._serve(link, r, w), path=str(path), limit=self.max_frame + 64)
-        os.chmod(path, 0o666)  # the container's user may not be root
+        listening = await asyncio.to_thread(_prepare, self.socket_dir, record.id, self.public_path(record.spec.name))
+        try:
+            link.server = await asyncio.start_unix_server(
+                lambda r, w: self._serve(link, r, w), sock=listening, limit=self.max_frame + 64)
+        except BaseException:
+            listening.close()
+            raise
 
     async def discard(self, container_id: str, name: str) -> None:
         link = self.links.pop(container_id, None)
@@ -205,6 +219,14 @@ class LinkManager:
 
     # -- traffic -------------------------------------------------------------------
     async def send(self, container_id: str, message: dict[str, Any]) -> None:
+        """Hand one frame to the container's link.
+
+        Returning means the whole frame reached the kernel's socket buffer (the transport buffers nothing
+        ahead of it, see _take_over), so it is delivered unless the container goes away. A frame the
+        container does not take within the send timeout is cancelled: the link is reset while part of the
+        frame is still unsent, so the container never reads it as a message (a truncated frame is discarded
+        by the framing) and a client may retry without duplicates; the runtime dials again.
+        """
         link = self.links.get(container_id)
         if link is None or link.writer is None or link.writer.is_closing():
             raise LinkFailure("socket_connection_error", "the container's link is not connected")
@@ -212,21 +234,33 @@ class LinkManager:
             frame = encode(message, self.max_frame)
         except (FrameError, TypeError, ValueError) as exc:
             raise LinkFailure("socket_error", f"message cannot be framed: {exc}") from None
-        writer = link.writer
         async with link.write_lock:  # frames from concurrent senders never interleave
+            writer = link.writer
+            if writer is None or writer.is_closing():
+                raise LinkFailure("socket_connection_error", "the container's link is not connected")
             if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 writer.close()
                 raise LinkFailure("socket_error", "the container is not reading its link; link reset")
             try:
                 writer.write(frame)
+                link.written += len(frame)
+                end = link.written
                 if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
                     # Only a frame the kernel did not take at once needs waiting for (wait_for costs a task).
                     await asyncio.wait_for(writer.drain(), self.send_timeout)
             except TimeoutError:
-                raise LinkFailure("socket_timeout_error",
-                                  f"the container did not read the message within {self.send_timeout:g} s") from None
+                current = writer is link.writer and not writer.transport.is_closing()
+                if current and link.written - writer.transport.get_write_buffer_size() >= end:
+                    pass  # the frame is in the kernel; only a ping written after it is waiting
+                else:
+                    writer.transport.abort()  # drops the frame's unsent rest: never delivered
+                    raise LinkFailure(
+                        "socket_timeout_error",
+                        f"the container did not read the message within {self.send_timeout:g} s; the message was "
+                        "cancelled and the link reset (the container may dial again)",
+                        delivery="not_delivered" if current else "unknown", link_reset=True) from None
             except (ConnectionError, OSError) as exc:
-                raise LinkFailure("socket_error", f"link write failed: {exc}") from None
+                raise LinkFailure("socket_error", f"link write failed: {exc}", delivery="unknown") from None
         command = message.get("command")
         if not (isinstance(command, str) and command.startswith(CONTROL_PREFIX)):
             link.last_communication = time.time()
@@ -272,7 +306,9 @@ class LinkManager:
         link.ping_seq += 1
         link.waiting_since = now
         if writer.transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT:
-            writer.write(encode({"command": "flow.ping", "seq": link.ping_seq}, self.max_frame))
+            frame = encode({"command": "flow.ping", "seq": link.ping_seq}, self.max_frame)
+            writer.write(frame)
+            link.written += len(frame)
 
     async def _serve(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if link.connections >= MAX_CONNECTIONS:
@@ -292,7 +328,10 @@ class LinkManager:
     async def _take_over(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if link.writer is not None:  # the newest connection wins (a restarted runtime)
             link.writer.close()
-        link.writer = writer
+        # drain() returns only once the kernel took every byte: a send answered "sent" is never still in
+        # the transport's buffer, so resetting a link (a cancelled send) loses no frame already answered.
+        writer.transport.set_write_buffer_limits(high=0)
+        link.writer, link.written = writer, 0
         link.ever_connected, link.waiting_since, link.answered_at, link.disconnected_at = True, None, None, None
         self.wake(link.container_id)
         try:
@@ -367,18 +406,85 @@ async def read_sized_frame(reader: asyncio.StreamReader, max_size: int) -> tuple
     return decode(body), length
 
 
-def _prepare(directory: Path, path: Path, public: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory.parent.parent, 0o755)
-    os.chmod(directory.parent, 0o700)  # other local users could take over a link; containers get theirs by mount
-    if path.exists() or path.is_symlink():
-        path.unlink()
-    target = os.path.relpath(path, public.parent)
-    if public.is_symlink() or public.exists():
-        if public.is_symlink() and os.readlink(public) == target:
-            return
-        public.unlink()
-    public.symlink_to(target)
+def _prepare(socket_dir: Path, container_id: str, public: Path) -> socket.socket:
+    """Bind and listen on the container's link, and return the listening socket.
+
+    The link directory is the container's (mounted at /run/flow; read-only, but a container created by an
+    older manager had it writable), so nothing here follows a path inside it: the socket is bound and
+    given its mode in `.links`, which only the manager can write, then renamed over whatever the link
+    directory holds under link.sock (rename replaces a symlink, it never follows one). Every step is
+    relative to a descriptor of `.links`, so no path is resolved twice.
+    """
+    socket_dir.mkdir(parents=True, exist_ok=True)  # created with the default mode when missing; never chmodded
+    links = _own_directory(socket_dir, LINKS_DIR, 0o700)  # other local users could take over a link
+    staged = f".{container_id}.sock"
+    target = f"{container_id}/link.sock"
+    try:
+        os.close(_own_directory(links, container_id, LINK_DIR_MODE))
+        _unlink(staged, links)  # left over by a manager that died here
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(f"/proc/self/fd/{links}/{staged}")  # short, and not resolved through socket_dir again
+            os.chmod(staged, SOCKET_MODE, dir_fd=links)
+            listening.listen(100)
+            try:
+                os.rename(staged, target, src_dir_fd=links, dst_dir_fd=links)
+            except IsADirectoryError:  # planted by a container of an older manager (a writable mount)
+                shutil.rmtree(target, dir_fd=links)  # descriptor-based: follows no symlink inside
+                os.rename(staged, target, src_dir_fd=links, dst_dir_fd=links)
+        except BaseException:
+            listening.close()
+            _unlink(staged, links)
+            raise
+    finally:
+        os.close(links)
+    relative = os.path.relpath(socket_dir / LINKS_DIR / target, public.parent)
+    try:
+        if public.is_symlink() and os.readlink(public) == relative:
+            return listening
+        if public.is_symlink() or public.exists():
+            public.unlink()
+        public.symlink_to(relative)
+    except BaseException:
+        listening.close()
+        raise
+    return listening
+
+
+def _own_directory(parent: Path | int, name: str, mode: int) -> int:
+    """Open (creating it with `mode` if missing) a directory the manager owns, and return its descriptor.
+
+    A symlink or anything else in its place, or a directory of another user, is refused; a mode that
+    differs from `mode` is fixed on the descriptor (the directory is the manager's own).
+    """
+    parent_fd = parent if isinstance(parent, int) else os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    where = LINKS_DIR if isinstance(parent, int) else parent
+    try:
+        try:
+            os.mkdir(name, mode, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+        except OSError as exc:
+            raise PermissionError(f"refusing {name} in {where}: not a directory of its own ({exc.strerror})") from None
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            os.close(fd)
+            raise PermissionError(f"refusing {name} in {where}: owned by uid {info.st_uid}, not the manager's")
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.fchmod(fd, mode)
+        return fd
+    finally:
+        if not isinstance(parent, int):
+            os.close(parent_fd)
+
+
+def _unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def _cleanup(directory: Path, public: Path) -> None:

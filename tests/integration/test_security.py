@@ -201,7 +201,9 @@ async def test_containers_run_unprivileged_with_default_limits(client: Client, d
     host = (await docker.containers.container(created["docker_id"]).show())["HostConfig"]
     assert host["Privileged"] is False and host["SecurityOpt"] == ["no-new-privileges"]
     assert host["NetworkMode"] in ("default", "bridge") and host["PidMode"] == "" and host["IpcMode"] == "private"
-    assert host["UTSMode"] == "" and host["UsernsMode"] == "" and not host["CapAdd"] and not host["Devices"]
+    assert host["UTSMode"] == "" and host["UsernsMode"] == "" and not host["Devices"]
+    kept = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"}
+    assert host["CapDrop"] == ["ALL"] and {c.removeprefix("CAP_") for c in host["CapAdd"]} == kept, host["CapAdd"]
     assert (host["Memory"], host["MemorySwap"], host["PidsLimit"]) == (1 << 30, 1 << 30, 512)
     await client.call("delete_container", {"container_id": created["container_id"]})
 

@@ -99,7 +99,10 @@ def test_create_body_carries_labels_ports_and_hardening():
     assert "A=1" in body["Env"] and "no-new-privileges" in body["HostConfig"]["SecurityOpt"]
     host = body["HostConfig"]
     assert host["Privileged"] is False and host["IpcMode"] == "private"
-    assert not {"NetworkMode", "PidMode", "UTSMode", "UsernsMode", "CapAdd", "Devices"} & set(host)  # Docker's own
+    assert not {"NetworkMode", "PidMode", "UTSMode", "UsernsMode", "Devices"} & set(host)  # Docker's own
+    # capabilities: an allowlist, Docker's default set without MKNOD, NET_RAW, AUDIT_WRITE, SETFCAP, SETPCAP, SYS_CHROOT
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+                                                             "SETGID", "SETUID", "NET_BIND_SERVICE"]
     assert host["Memory"] == host["MemorySwap"] == 1 << 30 and host["PidsLimit"] == 512
 
 
