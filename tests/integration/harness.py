@@ -130,8 +130,9 @@ class Client:
                 return found[count - 1]
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise AssertionError(f"no {event} ({container_id}) within {timeout}s; saw "
-                                     f"{[(e, d) for e, d in self.events[-15:]]}")
+                raise AssertionError(f"no {event} ({container_id}) within {timeout}s (wanted {count}, "
+                                     f"{len(found)} matched); every {event} of it: {candidates[-15:]}; "
+                                     f"last events: {[(e, d) for e, d in self.events[-5:]]}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
