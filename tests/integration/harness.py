@@ -11,10 +11,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+import inspect
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import socketio
 
+T = TypeVar("T")
 RUN_ID = uuid.uuid4().hex[:6]
 TIMINGS = Path(__file__).resolve().parents[2] / ".timings.jsonl"  # convergence times quoted in the README
 
@@ -128,26 +130,14 @@ class Client:
                 return found[count - 1]
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise AssertionError(f"no {event} ({container_id}) within {timeout}s; saw "
-                                     f"{[(e, d) for e, d in self.events[-15:]]}")
+                raise AssertionError(f"no {event} ({container_id}) within {timeout}s (wanted {count}, "
+                                     f"{len(found)} matched); every {event} of it: {candidates[-15:]}; "
+                                     f"last events: {[(e, d) for e, d in self.events[-5:]]}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 pass
-
-    async def quiet(self, event: str, container_id: str | None, seconds: float, why: str,
-                    where: Callable[[Any], bool] = lambda _: True) -> None:
-        """Watch for an event that must not come, for a stated quiet period; fail as soon as it comes (or if
-        this client saw it already).
-
-        `why` says what the silence proves; it is part of the failure message.
-        """
-        try:
-            seen = await self.wait_for(event, container_id, where, timeout=seconds)
-        except AssertionError:
-            return  # the quiet period passed without it
-        raise AssertionError(f"{event} ({container_id}) within the {seconds:g} s quiet period ({why}): {seen}")
 
     async def close(self) -> None:
         await self.sio.disconnect()
@@ -156,3 +146,72 @@ class Client:
 def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
     """Every (old_state, new_state) the client saw for a container, in order."""
     return [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
+
+
+Watch = str | Mapping[str, Callable[[Any], bool] | None]
+
+
+async def expect_quiet(client: Client, events: Watch, period: float, *, what: str,
+                       container_id: str | None = None) -> None:
+    """Fail if an unwanted event arrives within `period` seconds from now.
+
+    `events` is an event name, or a mapping of event names to a predicate that picks the unwanted
+    payloads (None: every payload of that event). Only events recorded after the call count: the
+    caller asserts what happened before. Fails as soon as one arrives, naming what the quiet period
+    was for and what broke it; otherwise returns after the whole period.
+    """
+    watched = {events: None} if isinstance(events, str) else dict(events)
+    seen = {name: len(client._index.setdefault((name, container_id), [])) for name in watched}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + period
+    while True:
+        for name, unwanted in watched.items():
+            recorded = client._index[(name, container_id)]
+            for payload in recorded[seen[name]:]:
+                if unwanted is None or unwanted(payload):
+                    raise AssertionError(f"expected no {name} ({container_id or 'any container'}) for {period:g} s: "
+                                         f"{what}; got after {loop.time() - started:.2f} s: {payload!r}")
+            seen[name] = len(recorded)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        client._changed.clear()
+        try:
+            await asyncio.wait_for(client._changed.wait(), remaining)
+        except TimeoutError:
+            pass
+
+
+def expect_quiet_sync(count: Callable[[], int], period: float, *, what: str, poll: float = 0.01) -> None:
+    """`expect_quiet` for synchronous clients (threads): fail if `count()` grows within `period` seconds."""
+    before = count()
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < period:
+        now = count()
+        if now != before:
+            raise AssertionError(f"expected nothing for {period:g} s: {what}; got {now - before} more "
+                                 f"after {elapsed:.2f} s")
+        time.sleep(poll)
+    if count() != before:
+        raise AssertionError(f"expected nothing for {period:g} s: {what}; got {count() - before} more")
+
+
+async def wait_until(probe: Callable[[], T | Awaitable[T]], timeout: float, *, what: str,
+                     until: Callable[[T], bool] = bool, interval: float = 0.05) -> T:
+    """Poll `probe` (sync or async) until `until(value)` holds, and return that value.
+
+    Fails after `timeout` seconds saying what it waited for and the last value it saw, so a slow
+    machine shows up as a clear message instead of a fixed sleep that was too short.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if until(value):  # type: ignore[arg-type]
+            return value  # type: ignore[return-value]
+        if loop.time() >= deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}; last saw {value!r}")
+        await asyncio.sleep(interval)

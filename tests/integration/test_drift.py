@@ -17,7 +17,8 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import Client, Server, record_timing, transitions, unique_name
+from tests.integration.harness import (Client, Server, expect_quiet, record_timing, transitions, unique_name,
+                                      wait_until)
 from tests.integration.test_links import ping, wait_link
 
 
@@ -32,7 +33,8 @@ async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(c
 
     await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("stopped", "running"))
     record_timing("docker stop behind the back -> running again", asyncio.get_running_loop().time() - stopped_at)
-    await asyncio.sleep(1.5)
+    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1.5, container_id=cid,
+                       what="one docker stop is one stop, one crash report and one start")
     assert transitions(client, cid) == [("created", "running"), ("running", "stopped"), ("stopped", "running")]
     crashes = client.of("container_crashed", cid)
     assert [(c["exit_code"], c["crash_details"]["error"]) for c in crashes] == [(0, "Exited with code 0")]
@@ -50,7 +52,8 @@ async def test_a_container_started_behind_the_back_is_stopped_again(client: Clie
     await client.call("stop_container", {"container_id": cid})
     await docker.containers.container(created["docker_id"]).start()  # started behind the back: desired is stopped
     await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "stopped", count=2, timeout=15)
-    await asyncio.sleep(1)
+    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1, container_id=cid,
+                       what="stopped again once, and no crash reported")
     assert transitions(client, cid) == [("created", "running"), ("running", "stopped"), ("stopped", "running"),
                                         ("running", "stopped")]
     assert not client.of("container_crashed", cid), "stopping what should be stopped is no crash"
@@ -88,7 +91,9 @@ async def test_changed_configuration_recreates_create_before_delete(docker: aiod
         ours = await docker.containers.list(all=True, filters=labels.managed_filter(server.instance, cid))
         assert [c.id for c in ours] == [status["docker_id"]], "the old container is gone, no duplicate"
         await ping(client, cid)
-        await asyncio.sleep(1.5)
+        await expect_quiet(client, {"status_changed": None, "container_crashed": None,
+                                    "activity_log": lambda a: a["activity_type"] == "container_created"},
+                           1.5, container_id=cid, what="recreated once, not again")
         assert len(client.of("activity_log", cid, lambda a: a["activity_type"] == "container_created")) == 1
         seen = transitions(client, cid)
         assert seen == [("running", "created"), ("created", "running")], seen
@@ -140,14 +145,12 @@ async def test_a_runtime_that_stops_answering_pings_is_unhealthy_once(client: Cl
         assert warning["health"] == "unhealthy"
         await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "health_warning")
         assert (await client.call("get_container_status", {"container_id": cid}))["health"] == "unhealthy"
-        await asyncio.sleep(2)
-        assert len(client.of("container_health_warning", cid)) == 1, "one warning per transition"
+        assert len(client.of("container_health_warning", cid)) == 1
+        await expect_quiet(client, "container_health_warning", 2, container_id=cid, what="one warning per transition")
     finally:
         os.kill(runtime[0], signal.SIGCONT)
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await client.call("get_container_status", {"container_id": cid}))["health"] != "healthy":
-        assert asyncio.get_running_loop().time() < deadline, "healthy again once it answers"
-        await asyncio.sleep(0.2)
+    await wait_until(lambda: client.call("get_container_status", {"container_id": cid}), 10,
+                     until=lambda s: s["health"] == "healthy", what="healthy again once it answers", interval=0.2)
     assert len(client.of("container_health_warning", cid)) == 1
     assert transitions(client, cid) == [("created", "running")], "unhealthy is not a state change"
     await client.call("delete_container", {"container_id": cid})

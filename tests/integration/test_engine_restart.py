@@ -8,7 +8,6 @@ crash is blamed on the containers.
 """
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import AsyncIterator, Iterator
 import aiodocker
 import pytest
 
-from tests.integration.harness import Client, Server, record_timing, transitions, unique_name
+from tests.integration.harness import Client, Server, expect_quiet, record_timing, transitions, unique_name
 from tests.integration.private_engine import PrivateEngine
 from tests.integration.test_links import ping, wait_link
 
@@ -92,7 +91,9 @@ async def test_engine_outage_is_reported_and_everything_converges_back(
     await wait_link(client, run["container_id"], True)
     await ping(client, run["container_id"])
     record_timing(f"engine {how.name}: engine answers -> link answers", time.time() - back_at)
-    await asyncio.sleep(2)  # a resync and a status round later, nothing more happens
+    await expect_quiet(client, {"status_changed": None, "container_crashed": None, "engine_status": None,
+                                "error": lambda e: e["details"].get("operation") == "docker_engine"}, 2,
+                       what="converged: two status rounds later, nothing more happens")
 
     # Exactly these transitions: the engine stopped the running one (while coming back after a kill -9;
     # before going away when stopped gracefully, which the manager sees only if it inspects the container

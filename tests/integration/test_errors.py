@@ -6,12 +6,13 @@ from datetime import datetime
 import aiodocker
 from testcontainers.core.container import DockerContainer
 
+from controller import labels
 from tests.integration.harness import Client, unique_name
 
 
 def assert_error(payload: dict, error_type: str, operation: str) -> None:
     assert payload["error"] is True and payload["error_type"] == error_type, payload
-    assert payload["details"]["operation"] == operation and isinstance(payload["message"], str)
+    assert payload["details"]["operation"] == operation and isinstance(payload["message"], str) and payload["message"]
     datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
 
 
@@ -71,5 +72,8 @@ def test_foreign_containers_are_never_listed_and_their_names_are_refused(server)
 
     name = unique_name("foreign")
     with DockerContainer("flow:latest").with_name(name) as foreign:  # started by testcontainers, not by us
-        assert foreign.get_wrapped_container().status in ("created", "running")
+        wrapped = foreign.get_wrapped_container()
+        wrapped.reload()  # the object's status is the one read when it was created
+        assert wrapped.name == name and wrapped.status == "running", wrapped.status
+        assert labels.MANAGED not in wrapped.labels, "a container of this manager is no foreign one"
         asyncio.run(scenario(name))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiodocker
 
-from tests.integration.harness import Client, unique_name
+from tests.integration.harness import Client, expect_quiet, unique_name
 
 JS_DIR = Path(__file__).parent.parent / "js"
 
@@ -57,14 +57,15 @@ async def test_subscribe_messages_narrows_one_clients_message_received(server, c
         await ping(client, second["container_id"])  # the default client still hears every container
         await ping(client, first["container_id"])
         await narrow.wait_for("message_received", first["container_id"], lambda m: m["message"]["command"] == "pong")
-        await asyncio.sleep(0.3)
-        assert not narrow.of("message_received", second["container_id"]), \
-            "not subscribed to the second container (and the refused requests changed nothing)"
+        assert not narrow.of("message_received", second["container_id"])
+        await expect_quiet(narrow, "message_received", 0.3, container_id=second["container_id"],
+                           what="not subscribed to the second container (and the refused requests changed nothing)")
 
         assert await narrow.call("subscribe_messages", {"container_ids": []}) == {"container_ids": []}
         await ping(client, first["container_id"])
-        await asyncio.sleep(0.3)
-        assert len(narrow.of("message_received", first["container_id"])) == 1, "an empty list takes no messages"
+        await expect_quiet(narrow, "message_received", 0.3, container_id=first["container_id"],
+                           what="an empty list takes no messages")
+        assert len(narrow.of("message_received", first["container_id"])) == 1
 
         assert await narrow.call("subscribe_messages", {"container_ids": None}) == {"container_ids": None}
         await ping(client, second["container_id"])

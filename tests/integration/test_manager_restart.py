@@ -8,7 +8,7 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import Client, Server, record_timing, unique_name
+from tests.integration.harness import Client, Server, expect_quiet, record_timing, unique_name, wait_until
 from tests.integration.test_links import ask, ping, wait_link, write_code
 
 
@@ -35,13 +35,11 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
     server.start()
     client = await Client().connect(server.url)
     try:
-        listing = {c["id"]: c for c in (await client.call("list_containers", {}))["containers"]}
-        deadline = asyncio.get_running_loop().time() + 15
-        while any(listing.get(c["container_id"], {}).get("status") in (None, "deleted")  # not observed yet
-                  for c in (running, stopped, created)):
-            assert asyncio.get_running_loop().time() < deadline, listing
-            await asyncio.sleep(0.1)
-            listing = {c["id"]: c for c in (await client.call("list_containers", {}))["containers"]}
+        async def listing_by_id() -> dict[str, dict]:
+            return {c["id"]: c for c in (await client.call("list_containers", {}))["containers"]}
+        listing = await wait_until(listing_by_id, 15, interval=0.1, what="every container adopted (listed with a Docker state)",
+                                   until=lambda listed: all(listed.get(c["container_id"], {}).get("status")
+                                                            not in (None, "deleted") for c in (running, stopped, created)))
         record_timing("manager SIGKILL: process started -> every container adopted",
                       asyncio.get_running_loop().time() - restarted_at)
         assert listing[running["container_id"]]["status"] == "running"
@@ -56,8 +54,9 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
         record_timing("manager SIGKILL: process started -> link answers", asyncio.get_running_loop().time() - restarted_at)
         await ping(client, running["container_id"])
         assert (await ask(client, running["container_id"], "read"))["data"]["version"] == "v1"
-        await asyncio.sleep(1.5)
         assert not client.of("container_crashed") and not client.of("status_changed"), client.events
+        await expect_quiet(client, {"container_crashed": None, "status_changed": None}, 1.5,
+                           what="adopted as they were: no transition, no crash")
         for c in (running, stopped, created):
             assert (await client.call("delete_container", {"container_id": c["container_id"]}))["status"] == "deleted"
     finally:
@@ -84,8 +83,9 @@ async def test_a_run_stopped_before_a_manager_restart_is_no_crash_when_started_a
     client = await Client().connect(server.url)
     try:
         assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
-        await client.quiet("container_crashed", cid, 3.0, "the run the manager stopped before its restart ended "
-                           "by the manager's hand (exit 143), not by a crash")
+        assert not client.of("container_crashed", cid), client.events
+        await expect_quiet(client, "container_crashed", 3.0, container_id=cid, what="the run the manager stopped "
+                           "before its restart ended by the manager's hand (exit 143), not by a crash")
         assert not client.of("activity_log", cid, lambda a: a["activity_type"] == "container_crash"), client.events
 
         # A real crash now is the first one: restarted at once, no back-off earned by the stop.

@@ -17,7 +17,7 @@ import pytest
 import socketio
 
 from controller import labels
-from tests.integration.harness import Client, Server, unique_name
+from tests.integration.harness import Client, Server, expect_quiet, unique_name, wait_until
 
 TOKEN = "test-token-" + "k" * 24
 JS_DIR = Path(__file__).parent.parent / "js"
@@ -269,7 +269,8 @@ async def test_a_flooding_client_is_rate_limited_without_slowing_the_others(secu
             await asyncio.sleep(0.02)  # the well-behaved client stays under its own limit
             assert time.monotonic() - started < 30
         elapsed = time.monotonic() - started
-        await asyncio.sleep(0.3)  # a duplicate or late extra answer would arrive now
+        await expect_quiet(flooder, {"container_list": None, "error": None}, 0.3,
+                           what="one answer per request: no duplicate or late extra answer")
         served, refused = len(flooder.of("container_list")), flooder.of("error")
         assert served + len(refused) == 1000  # one answer each, no more
         assert 20 <= served <= 20 + 50 * elapsed + 5, (served, elapsed)  # the burst, then 50/s
@@ -334,10 +335,8 @@ async def test_logs_never_show_environment_values_or_message_contents(client: Cl
                                                       "environment": {"API_KEY": secret}})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
-    for _ in range(100):
-        if (await client.call("get_container_status", {"container_id": cid}))["socket_connected"]:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: client.call("get_container_status", {"container_id": cid}), 15,
+                     until=lambda s: s["socket_connected"] is True, what="the runtime's link connected")
     await client.call("send_message", {"container_id": cid, "message": {"command": "echo", "data": content}})
     await client.wait_for("message_received", cid, lambda m: content in json.dumps(m))
     # failures that carry the values too

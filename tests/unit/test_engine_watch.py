@@ -60,10 +60,13 @@ async def test_a_suspicion_wakes_the_watch_out_of_its_back_off():
     watch = EngineWatch(engine, Sink(), docker_host="fake", on_event=lambda e: None, on_lost=lambda: None,
                         on_back=nothing, on_resubscribed=nothing)
     task = asyncio.create_task(watch.run())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # the first stream ended at once: the watch waits out a 0.5 s back-off now
     streams = engine.streams
+    assert streams == 1
     watch.suspect()  # a call just failed as if the engine were gone: ping now, not after the back-off
-    await asyncio.sleep(0.1)
+    deadline = asyncio.get_running_loop().time() + 0.3  # the back-off alone would end 0.4 s from now at the earliest
+    while engine.streams == streams and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert engine.streams == streams + 1
+    assert engine.streams == streams + 1, "woken by the suspicion, before the back-off ended"

@@ -52,7 +52,9 @@ def test_gc_monitor_times_collections():
     finally:
         monitor.stop()
     snapshot = monitor.snapshot()
-    assert snapshot["gen2"]["collections"] >= 1 and snapshot["gen2"]["max_ms"] >= 0
+    gen2 = snapshot["gen2"]
+    # A full collection of the test process's heap takes well over the 0.01 ms the figures are rounded to.
+    assert gen2["collections"] >= 1 and 0 < gen2["max_ms"] <= gen2["total_ms"], gen2
 
 
 def _message(container: str, kind: str = "message_received") -> Activity:
