@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -332,7 +333,10 @@ class Handlers:
             await self._converge(record, "create_container")
         except ApiError:
             if self.store.get(record.id) is not None:
-                self._intent(record, desired=DesiredState.DELETED)  # withdraw: the client was told it failed
+                withdrawn = self._intent(record, desired=DesiredState.DELETED)  # the client was told it failed
+                if code is not None:  # its code goes once the withdrawal is on disk (a refused one keeps it)
+                    with contextlib.suppress(NotDurable):
+                        await self.store.durable(record.id, withdrawn.generation, timeout=self.settings.request_timeout)
             if code is not None:
                 await self._prune_code()
             raise
