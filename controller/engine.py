@@ -5,8 +5,10 @@ with "unreachable"; either makes the watch ping the engine. A failed ping
 marks the engine unavailable in its EngineState (one `error` event and one
 `engine_status` event for clients, `on_lost` for controller/outage.py), then pings again with exponential
 back-off. The first answer marks it available again (`on_back`: the
-reconciler relists everything and converges), and the event stream is
+controller relists everything and converges), and the event stream is
 subscribed anew. Events are only hints; the relist is what makes it correct.
+The watch is the only writer of EngineState; the reconcile and the read side
+(controller/view.py) read that, never the watch.
 """
 from __future__ import annotations
 

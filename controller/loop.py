@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Protocol
+from typing import Any, Callable, Coroutine, Mapping, Protocol
 
 from opentelemetry import trace
 
@@ -76,7 +76,7 @@ class ErrorBackoff:
 
 class Loop:
     def __init__(self, queue: WorkQueue, reconciler: Reconciler, *, backoff: ErrorBackoff, workers: int = 32,
-                 sources: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
+                 sources: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
                  span: str = "reconcile", key_attribute: str = "key") -> None:
         self.queue, self.reconciler, self.backoff, self.workers = queue, reconciler, backoff, workers
         self.sources = dict(sources or {})  # name -> a coroutine that runs until cancelled, feeding the queue
