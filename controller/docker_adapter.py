@@ -64,12 +64,12 @@ def classify(exc: BaseException, operation: str) -> DockerFailure:
 
 
 class DockerAdapter:
-    pull_missing = False  # pull an image that is not present? Off unless the operator allows it (--pull-images)
-
     def __init__(self, url: str | None = None, *, instance: str = "default", attempts: int = 4,
-                 stop_timeout: int = 10) -> None:
+                 stop_timeout: int = 10, on_unreachable: Callable[[], None] = lambda: None,
+                 pull_missing: bool = False) -> None:
         self.url = url
-        self.on_unreachable: Callable[[], None] = lambda: None  # the engine watch checks at once
+        self.on_unreachable = on_unreachable  # the engine watch checks at once (controller.engine.Suspicion)
+        self.pull_missing = pull_missing  # pull an image that is not present? Only if the operator allows it
         self.instance = instance
         self.attempts = attempts
         self.stop_timeout = stop_timeout

@@ -2,11 +2,13 @@
 
 Docker's event stream ends when the daemon goes away, and any call can fail
 with "unreachable"; either makes the watch ping the engine. A failed ping
-marks the engine unavailable (one `error` event and one `engine_status` event
-for clients, `on_lost` for the reconciler), then pings again with exponential
+marks the engine unavailable in its EngineState (one `error` event and one
+`engine_status` event for clients, `on_lost` for controller/outage.py), then pings again with exponential
 back-off. The first answer marks it available again (`on_back`: the
-reconciler relists everything and converges), and the event stream is
+controller relists everything and converges), and the event stream is
 subscribed anew. Events are only hints; the relist is what makes it correct.
+The watch is the only writer of EngineState; the reconcile and the read side
+(controller/view.py) read that, never the watch.
 """
 from __future__ import annotations
 
@@ -53,29 +55,75 @@ class EngineApi(Protocol):
     def events(self) -> AsyncIterator[dict[str, Any]]: ...
 
 
-class EngineWatch:
-    def __init__(self, docker: EngineApi, sink: EventSink, *, docker_host: str,
-                 on_event: Callable[[dict[str, Any]], None],
-                 on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
-                 on_resubscribed: Callable[[], Awaitable[None]] | None = None,
-                 retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
-        self.docker, self.sink, self.docker_host = docker, sink, docker_host
-        self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
-        self.on_resubscribed = on_resubscribed
-        self.retry_initial, self.retry_max, self.ping_timeout = retry_initial, retry_max, ping_timeout
+class EngineState:
+    """What is known of the engine right now: written by the watch only, read by everyone else.
+
+    Created before the watch and handed to the readers (the reconcile, the read side), so nothing but
+    the watch holds the watch.
+    """
+
+    def __init__(self, docker_host: str) -> None:
+        self.docker_host = docker_host
         self.available = True
         self.since = time.time()
         self.last_outage: Outage | None = None
         self.last_error = ""
-        self._suspect = asyncio.Event()
-
-    def suspect(self) -> None:
-        """A call just failed as if the engine were gone: check now rather than at the next event."""
-        self._suspect.set()
 
     def status(self) -> EngineStatus:
         message = "Docker engine available" if self.available else f"Docker engine unreachable: {self.last_error}"
         return EngineStatus(self.available, self.docker_host, self.since, message)
+
+
+class Suspicion:
+    """The port through which a failed Docker call wakes the watch: created first and given to both the
+    Docker adapter (which raises it) and the watch (which waits for it), so neither needs the other."""
+
+    def __init__(self) -> None:
+        self._raised = asyncio.Event()
+
+    def suspect(self) -> None:
+        """A call just failed as if the engine were gone: the watch checks now rather than at the next event."""
+        self._raised.set()
+
+    def clear(self) -> None:
+        self._raised.clear()
+
+    async def wait(self) -> None:
+        await self._raised.wait()
+
+
+class EngineWatch:
+    def __init__(self, docker: EngineApi, sink: EventSink, *, on_event: Callable[[dict[str, Any]], None],
+                 on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
+                 on_resubscribed: Callable[[], Awaitable[None]] | None = None,
+                 state: EngineState | None = None, docker_host: str = "local socket",
+                 suspicion: Suspicion | None = None,
+                 retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
+        self.docker, self.sink = docker, sink
+        self.state = state or EngineState(docker_host)
+        self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
+        self.on_resubscribed = on_resubscribed
+        self.retry_initial, self.retry_max, self.ping_timeout = retry_initial, retry_max, ping_timeout
+        self._suspect = suspicion or Suspicion()
+
+    @property
+    def available(self) -> bool:
+        return self.state.available
+
+    @property
+    def since(self) -> float:
+        return self.state.since
+
+    @property
+    def docker_host(self) -> str:
+        return self.state.docker_host
+
+    def suspect(self) -> None:
+        """A call just failed as if the engine were gone: check now rather than at the next event."""
+        self._suspect.suspect()
+
+    def status(self) -> EngineStatus:
+        return self.state.status()
 
     async def run(self) -> None:
         delay = self.retry_initial
@@ -141,10 +189,11 @@ class EngineWatch:
         return suspected.done() and not suspected.cancelled()
 
     def _lost(self, error: str) -> None:
-        if not self.available:
+        state = self.state
+        if not state.available:
             return
-        self.available, self.since, self.last_error = False, time.time(), error
-        self.last_outage = Outage(self.since)
+        state.available, state.since, state.last_error = False, time.time(), error
+        state.last_outage = Outage(state.since)
         log.warning("Docker engine %s unreachable: %s", self.docker_host, error)
         self.sink.publish(ControllerError("docker_api_error", f"Docker engine unreachable: {error}",
                                           {"operation": "docker_engine", "reason": "docker_unreachable",
@@ -153,10 +202,10 @@ class EngineWatch:
         self.on_lost()
 
     async def _back(self) -> None:
-        now = time.time()
-        if self.last_outage is not None:
-            self.last_outage = Outage(self.last_outage.started, now)
-        log.warning("Docker engine %s available again after %.1f s", self.docker_host, now - self.since)
-        self.available, self.since, self.last_error = True, now, ""
+        state, now = self.state, time.time()
+        if state.last_outage is not None:
+            state.last_outage = Outage(state.last_outage.started, now)
+        log.warning("Docker engine %s available again after %.1f s", self.docker_host, now - state.since)
+        state.available, state.since, state.last_error = True, now, ""
         self.sink.publish(self.status())
         await self.on_back()

@@ -16,8 +16,9 @@ from typing import Any, Callable, Protocol
 from controller.cgroup_stats import CgroupStats
 from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.events import EventSink, iso
+from controller.view import Observations
 from controller.observed import ABSENT, Listed, Observed
-from controller.reconciler import UNKNOWN, Reconciler
+from controller.planner import primary_of
 from controller.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
 
@@ -67,15 +68,19 @@ class StatusReport:
 
 
 class StatusReader:
-    def __init__(self, store: MemoryStore, reconciler: Reconciler, docker: DockerAdapter,
-                 links: LinkState | None = None, stats_concurrency: int = 64) -> None:
-        self.store, self.reconciler, self.docker, self.links = store, reconciler, docker, links
+    """Reads what the controller observed (controller/view.py) and resource usage; never writes."""
+
+    def __init__(self, store: MemoryStore, view: Observations, docker: DockerAdapter,
+                 desired_hash: Callable[[Record], str], links: LinkState | None = None,
+                 stats_concurrency: int = 64) -> None:
+        self.store, self.view, self.docker, self.links = store, view, docker, links
+        self.desired_hash = desired_hash  # of the record's create body: which of several containers is its own
         self._stats_slots = asyncio.Semaphore(stats_concurrency)
         self._cgroups = CgroupStats()
         self.last_round_ms: dict[str, float] = {}  # where the last status round's time went
 
     async def _usage(self, observed: Observed | None) -> dict[str, Any]:
-        if observed is None or not observed.running or not self.reconciler.engine.available:
+        if observed is None or not observed.running or not self.view.engine_available():
             return resource_usage(None, iso_now())
         fast = await self._cgroups.usage(observed.docker_id, observed.pid, iso_now())
         return fast if fast is not None else await self._docker_usage(observed)
@@ -97,15 +102,15 @@ class StatusReader:
     async def status(self, record: Record, wait: float = 10.0) -> ContainerStatus:
         """One container's status for a request.
 
-        Its state is what the controller last observed (no Docker call; see Reconciler.observation, which
+        Its state is what the controller last observed (no Docker call; see Observations.observation, which
         may wait up to `wait` s for the controller's first look after a manager start, else raises
         NotObserved); its resource usage comes from cgroup files, or Docker's stats API when they are not
         visible.
         """
-        sampled = await self.reconciler.observation(record.id, wait)
+        sampled = await self.view.observation(record.id, wait)
         usage = await self._usage(sampled)
         # State is read again after the (possibly slow) stats so the report is never older than its numbers.
-        known = self.reconciler.known(record.id)
+        known = self.view.known(record.id)
         observed = known.observed if known is not None and known.looked else sampled
         if observed is not None and observed.running and (sampled is None or sampled.docker_id != observed.docker_id):
             usage = await self._usage(observed)  # another container meanwhile: sample that one
@@ -120,7 +125,7 @@ class StatusReader:
         inspected again (and its key queued, as refresh() does). Resource usage of
         all running containers is read from cgroups in one worker-thread hop.
         """
-        if not self.reconciler.engine.available:  # nothing to ask Docker: status() reports "unknown" at once
+        if not self.view.engine_available():  # nothing to ask Docker: status() reports "unknown" at once
             return await asyncio.gather(*(self.status(r) for r in records), return_exceptions=True)
         started = time.perf_counter()
         try:
@@ -133,13 +138,13 @@ class StatusReader:
             listed.setdefault(entry.managed_id, []).append(entry)
 
         async def current(record: Record) -> Observed | None:
-            known = self.reconciler.known(record.id)
+            known = self.view.known(record.id)
             seen = listed.get(record.id, [])
             if known is not None and known.observed is not None and any(e.matches(known.observed) for e in seen):
                 return known.observed
             if known is not None and known.state == ABSENT and not seen:
                 return None  # known to be absent and still absent
-            return await self.reconciler.refresh(record.id)
+            return await self.refresh(record.id)
         listed_at = time.perf_counter()
         observed = await asyncio.gather(*(current(r) for r in records), return_exceptions=True)
         checked_at = time.perf_counter()
@@ -164,9 +169,31 @@ class StatusReader:
                                        or resource_usage(None, stamp)))
         return results
 
+    async def refresh(self, key: str) -> Observed | None:
+        """Read Docker now, for the periodic status round (not for requests: see Observations.observation).
+
+        Diffs are published only by the key's worker (one at a time, in order); a read that shows
+        something new just wakes that worker.
+        """
+        record = self.store.get(key)
+        known = self.view.known(key)
+        if not self.view.engine_available():
+            return known.observed if known is not None else None  # the last thing Docker said; state is unknown
+        if known is not None and known.observed is not None:
+            # One inspect of the container we know; only when it is gone do we search by label.
+            primary = await self.docker.inspect(known.observed.docker_id)
+        else:
+            primary = None
+        if primary is None:
+            observed = await self.docker.observe(key)
+            primary = primary_of(observed, self.desired_hash(record)) if record else None
+        if known is None or (primary.api_state if primary else ABSENT) != known.state:
+            self.view.wake(key)
+        return primary
+
     def _build(self, record: Record, observed: Observed | None, usage: dict[str, Any]) -> ContainerStatus:
-        known = self.reconciler.known(record.id)
-        engine_up = self.reconciler.engine.available
+        known = self.view.known(record.id)
+        engine_up = self.view.engine_available()
         if observed is None or not observed.running or not engine_up:
             usage = resource_usage(None, usage["timestamp"])
         now = time.time()
@@ -176,8 +203,8 @@ class StatusReader:
             container_id=record.id, name=record.spec.name, image=record.spec.image,
             desired=record.desired.value,
             docker_id=observed.docker_id if observed else None,
-            state=(observed.api_state if observed else ABSENT) if engine_up else UNKNOWN,
-            health=(self.reconciler.health_of(record.id, observed) or "none") if engine_up else "unknown",
+            state=self.view.state_of(observed),
+            health=self.view.health(record.id, observed),
             socket_connected=connected,
             uptime=format_uptime(now - observed.started_at) if running and observed and observed.started_at else "0:00:00",
             last_communication=self.links.last_communication(record.id) if self.links else None,

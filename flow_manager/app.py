@@ -21,10 +21,19 @@ from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
+from controller.diffs import Diffs
 from controller.docker_adapter import DockerAdapter
+from controller.engine import EngineState, EngineWatch, Suspicion
 from controller.links import LinkManager
-from controller.reconciler import Reconciler
+from controller.loop import ErrorBackoff, Loop
+from controller.memory import Memory
+from controller.orphans import Orphans
+from controller.outage import OutageReactions
+from controller.queue import WorkQueue
+from controller.reconcile import ContainerReconciler
 from controller.status import StatusLoop, StatusReader
+from controller.view import Observations
+from controller.wakeups import Wakeups
 from flow_manager.config import Settings, default_state_dir
 from flow_manager.gc_monitor import GcMonitor
 from flow_manager.loop_monitor import LoopMonitor
@@ -56,7 +65,8 @@ class FlowManager:
             self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
         self.links: LinkManager | None = None
         self.docker: DockerAdapter | None = None
-        self.reconciler: Reconciler | None = None
+        self.queue: WorkQueue | None = None
+        self.loop: Loop | None = None
         self.status_loop: StatusLoop | None = None
         self.broadcaster: Broadcaster | None = None
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
@@ -67,14 +77,21 @@ class FlowManager:
         return {real: record.id for record in self.store.records() for real in record.spec.volumes}
 
     async def startup(self) -> None:
+        """Every long-lived object, built once, in an order that needs no wiring after construction: the
+        ports (engine state, the suspicion a failed call raises, the queue) come first, so the engine watch,
+        the Docker adapter, the link manager and the read side can each be handed what they talk to."""
         s = self.settings
-        self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout)
-        self.docker.pull_missing = s.pull_images
+        engine = EngineState(s.docker_host or "local socket")
+        suspicion = Suspicion()
+        self.queue = queue = WorkQueue()
+        self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout,
+                                    on_unreachable=suspicion.suspect, pull_missing=s.pull_images)
         self.broadcaster = Broadcaster(self.sio)
         self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
                                  max_frame=s.max_frame_bytes, send_timeout=s.send_timeout,
                                  rate_limit=s.link_rate_limit, ping_interval=s.link_ping_interval,
-                                 ping_timeout=s.link_ping_timeout)
+                                 ping_timeout=s.link_ping_timeout, wake=queue.add)
+        view = Observations(engine, queue.add, self.links)
         deployer = CodeDeployer(self.docker, self.codes, self.links)
         applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
                                                          stop_timeout=s.stop_timeout,
@@ -82,19 +99,27 @@ class FlowManager:
                                                          pids_limit=s.default_pids_limit), self.links, deployer,
                           binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden,
                                           bound=self._bind_sources))
-        self.reconciler = Reconciler(
-            self.store, self.docker, applier, self.broadcaster,
-            backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
-            workers=s.workers, resync_period=s.resync_period, links=self.links, deployer=deployer,
-            orphan_grace=s.orphan_grace, docker_host=s.docker_host or "local socket",
-            engine_retry_max=s.engine_retry_max)
-        self.links.wake = self.reconciler.queue.add
-        reader = StatusReader(self.store, self.reconciler, self.docker, self.links)
+        memory, errors = Memory(), ErrorBackoff()
+        diffs = Diffs(self.store, self.broadcaster, view, memory, engine, self.docker, links=self.links,
+                      backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max,
+                                             s.restart_backoff_reset))
+        reconciler = ContainerReconciler(self.store, self.docker, applier, self.broadcaster, engine=engine,
+                                         view=view, memory=memory, diffs=diffs,
+                                         orphans=Orphans(self.docker, self.broadcaster, s.orphan_grace),
+                                         links=self.links, deployer=deployer)
+        wakeups = Wakeups(self.store, self.docker, engine, queue.add, resync_period=s.resync_period)
+        outage = OutageReactions(self.store, self.broadcaster, view, memory, errors, wakeups.resync)
+        watch = EngineWatch(self.docker, self.broadcaster, state=engine, suspicion=suspicion,
+                            on_event=wakeups.docker_event, on_lost=outage.lost, on_back=outage.back,
+                            on_resubscribed=wakeups.resync, retry_max=s.engine_retry_max)
+        self.loop = Loop(queue, reconciler, backoff=errors, workers=s.workers, key_attribute="container_id",
+                         sources={"docker-engine": watch.run, "resync": wakeups.resync_forever})
+        reader = StatusReader(self.store, view, self.docker, applier.desired_hash, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
                                       self.broadcaster.listening)
         timings = RequestTimings()
         metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
-        Handlers(self.sio, self.store, reader, self.broadcaster,
+        Handlers(self.sio, self.store, reader, view, self.broadcaster,
                  ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout,
                              max_containers=s.max_containers),
                  self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
@@ -109,7 +134,7 @@ class FlowManager:
         await self.codes.retain(lambda: {r.code_revision for r in self.store.records()
                                          if r.code_revision and r.desired is not DesiredState.DELETED})
         self.broadcaster.start()
-        self.reconciler.start()
+        self.loop.start()
         self.links.start()
         self.status_loop.start()
         # Everything that exists now (modules, classes, the wiring: about 60,000 objects) lives as long as
@@ -127,7 +152,7 @@ class FlowManager:
         return {"containers": {"records": len(self.store),
                                "links": len(links),
                                "links_connected": sum(1 for key in links if self.links and self.links.connected(key))},
-                "queue": {"pending": self.reconciler.queue.pending() if self.reconciler else 0},
+                "queue": {"pending": self.queue.pending() if self.queue else 0},
                 "docker_calls": dict(self.docker.calls) if self.docker else {},
                 "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
                 # whether intent can be made durable; null with --store memory
@@ -139,7 +164,7 @@ class FlowManager:
     async def shutdown(self) -> None:
         self.loop_monitor.stop()
         self.gc_monitor.stop()
-        for part in (self.status_loop, self.reconciler, self.broadcaster):
+        for part in (self.status_loop, self.loop, self.broadcaster):
             if part is not None:
                 await part.stop()
         if self.links is not None:

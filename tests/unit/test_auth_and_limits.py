@@ -10,6 +10,8 @@ import pytest
 from api.auth import ConnectAuth, host_of, is_loopback
 from api.handlers import ApiSettings, Handlers
 from api.limits import RateLimiter
+from controller.engine import EngineState
+from controller.view import Observations
 from flow_manager.config import Settings
 from flow_manager.security import SecurityConfigError, binds_loopback_only, configure, cors_origins, port_range
 
@@ -158,9 +160,8 @@ class FakeSio:
 def api(sio: FakeSio, clock: Clock) -> tuple[Handlers, SimpleNamespace]:
     broadcaster = SimpleNamespace(clients=set(), forgotten=[])
     broadcaster.forget = broadcaster.forgotten.append
-    engine = SimpleNamespace(status=lambda: SimpleNamespace(available=True, docker_host="x", since=0.0, message="m"))
-    reader = SimpleNamespace(reconciler=SimpleNamespace(engine=engine))
-    handlers = Handlers(sio, None, reader, broadcaster, ApiSettings(), None, None,  # type: ignore[arg-type]
+    view = Observations(EngineState("x"), wake=lambda key: None)
+    handlers = Handlers(sio, None, None, view, broadcaster, ApiSettings(), None, None,  # type: ignore[arg-type]
                         limiter=RateLimiter(rate=1, burst=3, clock=clock))
     return handlers, broadcaster
 

@@ -18,10 +18,10 @@ from api import payloads
 from api.handlers import ApiSettings, Handlers, Route
 from api.policy import RequestPolicy
 from api.schemas import ListContainers, UpdateContainer
-from controller.engine import EngineWatch
+from controller.engine import EngineState, EngineWatch
 from controller.events import ControllerError
 from controller.observed import ABSENT, API_STATES
-from controller.reconciler import UNKNOWN
+from controller.view import UNKNOWN, Observations
 from store import ContainerSpec, DesiredState, MemoryStore
 from store.code import CodeSnapshot
 
@@ -53,14 +53,15 @@ class SlowCodes:
 
 def make_handlers(store: MemoryStore, codes: Any = None, code_root: Path | None = None,
                   observed: dict[str, Any] | None = None) -> tuple[Handlers, Emitter]:
-    """Handlers whose controller has observed nothing but `observed` (key -> KeyState-like)."""
-    reconciler = SimpleNamespace(known=lambda key: (observed or {}).get(key), engine=SimpleNamespace(available=True))
+    """Handlers whose controller has observed nothing but `observed` (key -> view.Seen-like)."""
+    view = Observations(EngineState("fake"), wake=lambda key: None)
+    view.keys.update(observed or {})
     emitter = Emitter()
     policy = RequestPolicy.build(code_roots=[str(code_root)] if code_root else [])
     sio = SimpleNamespace(always_connect=False, manager=SimpleNamespace(  # python-socketio's view of connections
         eio_sid_from_sid=lambda sid, namespace: None, is_connected=lambda sid, namespace: True,
         is_pre_connected=lambda sid, namespace: True))
-    handlers = Handlers(sio, store, SimpleNamespace(reconciler=reconciler),  # type: ignore[arg-type]
+    handlers = Handlers(sio, store, SimpleNamespace(), view,  # type: ignore[arg-type]
                         SimpleNamespace(emitter=emitter), ApiSettings(request_timeout=0.5),  # type: ignore[arg-type]
                         None, codes, policy=policy)  # type: ignore[arg-type]
     return handlers, emitter

@@ -1,8 +1,8 @@
 """The reconcile loop against an in-memory Docker engine (tests/unit/fake_docker.py).
 
 A "manager restart" here is what the real one keeps: a new store over the records as the journal
-serializes them (record_to_json / record_from_json), and a new Reconciler with empty memory, over the
-same engine. Clients' intents are written as the request handlers write them.
+serializes them (record_to_json / record_from_json), and a new controller with empty memory, over the
+same engine, built as flow_manager/app.py builds it. Clients' intents are written as the request handlers write them.
 """
 from __future__ import annotations
 
@@ -16,11 +16,19 @@ import pytest
 from controller.applier import Applier
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
+from controller.diffs import Diffs
 from controller.docker_adapter import DockerFailure
-from controller.engine import EngineStatus
+from controller.engine import EngineState, EngineStatus, EngineWatch, Suspicion
 from controller.events import Activity, ContainerCrashed, StatusChanged
-from controller.reconciler import NotObserved, Reconciler
+from controller.loop import ErrorBackoff, Loop
+from controller.memory import Memory
+from controller.orphans import Orphans
+from controller.outage import OutageReactions
+from controller.queue import WorkQueue
+from controller.reconcile import ContainerReconciler
 from controller.status import StatusReader
+from controller.view import NotObserved, Observations
+from controller.wakeups import Wakeups
 from store import ContainerSpec, DesiredState, MemoryStore, Record
 from store.journal import record_from_json, record_to_json
 from tests.unit.fake_docker import FakeDocker
@@ -68,18 +76,34 @@ class Sink:
 
 
 class Manager:
-    """One manager process: store, reconciler, sink. `restarted()` is the next process after this one."""
+    """One manager process: store, controller, sink. `restarted()` is the next process after this one."""
 
     def __init__(self, docker: FakeDocker, records: Iterable[Record] = ()) -> None:
         self.docker = docker
         self.store = MemoryStore(records)
         self.sink = Sink()
-        self.reconciler = Reconciler(self.store, docker, Applier(docker, ContainerDefaults()), self.sink,
-                                     backoff=BACKOFF, workers=4, resync_period=3600, engine_retry_max=0.05)
+        engine, suspicion = EngineState("fake"), Suspicion()
+        docker.on_unreachable = suspicion.suspect  # the fake engine outlives this manager: the next one rewires it
+        self.queue = WorkQueue()
+        self.view = Observations(engine, self.queue.add)
+        applier = Applier(docker, ContainerDefaults())  # type: ignore[arg-type]
+        memory, errors = Memory(), ErrorBackoff()
+        diffs = Diffs(self.store, self.sink, self.view, memory, engine, docker, backoff=BACKOFF)  # type: ignore[arg-type]
+        self.reconciler = ContainerReconciler(self.store, docker, applier, self.sink,  # type: ignore[arg-type]
+                                              engine=engine, view=self.view, memory=memory, diffs=diffs,
+                                              orphans=Orphans(docker, self.sink))  # type: ignore[arg-type]
+        self.wakeups = Wakeups(self.store, docker, engine, self.queue.add, resync_period=3600)  # type: ignore[arg-type]
+        outage = OutageReactions(self.store, self.sink, self.view, memory, errors, self.wakeups.resync)
+        watch = EngineWatch(docker, self.sink, state=engine, suspicion=suspicion,  # type: ignore[arg-type]
+                            on_event=self.wakeups.docker_event, on_lost=outage.lost, on_back=outage.back,
+                            on_resubscribed=self.wakeups.resync, retry_max=0.05)
+        self.loop = Loop(self.queue, self.reconciler, backoff=errors, workers=4,
+                         sources={"docker-engine": watch.run, "resync": self.wakeups.resync_forever})
+        self.reader = StatusReader(self.store, self.view, docker, applier.desired_hash)  # type: ignore[arg-type]
         self.running = False
 
     def start(self) -> "Manager":
-        self.reconciler.start()
+        self.loop.start()
         self.running = True
         return self
 
@@ -91,7 +115,7 @@ class Manager:
 
     async def stop(self) -> None:
         if self.running:
-            await self.reconciler.stop()
+            await self.loop.stop()
             self.running = False
 
     async def restarted(self) -> "Manager":
@@ -127,7 +151,7 @@ class Manager:
         """Until no key is queued or being reconciled (back-off timers may still be pending)."""
         deadline = time.monotonic() + timeout
         await asyncio.sleep(0)
-        while not self.reconciler.queue.idle():
+        while not self.queue.idle():
             assert time.monotonic() < deadline, "the reconcile loop did not settle"
             await asyncio.sleep(0.01)
 
@@ -161,9 +185,9 @@ async def test_each_transition_is_published_once_and_each_crash_once_per_run(man
     await m.sink.wait_for(StatusChanged, lambda e: (e.old_state, e.new_state) == ("stopped", "running"))
 
     for _ in range(5):  # wake-ups, duplicate events and a full resync change nothing
-        m.reconciler.queue.add(record.id)
+        m.queue.add(record.id)
         docker._announce(container, "die")
-        await m.reconciler.resync()
+        await m.wakeups.resync()
         await m.idle()
     assert m.sink.transitions(record.id) == [("created", "running"), ("running", "stopped"), ("stopped", "running")]
     assert len(m.sink.crashes()) == 1 and len(m.sink.crash_activities()) == 1
@@ -183,7 +207,7 @@ async def test_a_crash_in_back_off_is_reported_once_however_often_the_controller
         await m.reconciler.reconcile(record.id)
     assert [c.restart_in for c in m.sink.crashes()] == [0.0, 10.0]
     assert container.status == "exited" and container.starts == 2, "waiting out the back-off"
-    assert m.reconciler.known(record.id).waiting_reason == "CrashLoopBackOff"
+    assert m.view.known(record.id).waiting_reason == "CrashLoopBackOff"
 
 
 # -- runs the manager ended itself, across a manager restart ----------------------------------------
@@ -211,7 +235,7 @@ async def test_a_run_the_manager_stopped_is_no_crash_after_a_manager_restart(
     await second.converged(started)
     assert container.status == "running" and container.starts == 2
     assert second.sink.crashes() == [] and second.sink.crash_activities() == [], second.sink.events
-    assert second.reconciler.known(record.id).crash_count == 0
+    assert second.view.known(record.id).crash_count == 0
 
     # The next real crash is the first one: restarted at once, no back-off earned by the stop.
     docker.exit_on_its_own(container.docker_id, 137)
@@ -286,7 +310,7 @@ async def test_a_back_off_found_in_the_same_reconcile_as_a_start_does_not_delay_
     assert m.store.get(record.id).status.observed_generation == asked.generation, "and answered now"
     crashes = m.sink.crashes()
     assert len(crashes) == 2 and crashes[1].restart_in == 0.0, "the crash is reported, with the truth about it"
-    assert m.reconciler.known(record.id).waiting_reason is None
+    assert m.view.known(record.id).waiting_reason is None
 
 
 async def test_a_start_converges_at_once_with_the_loop_running(managers: Any) -> None:
@@ -363,12 +387,12 @@ async def test_a_status_read_does_not_call_docker_and_follows_the_event_stream(m
     m = managers(docker)  # its loop is not running yet: every Docker call below is the status read's own
     record = m.create()
     await m.reconciler.reconcile(record.id)
-    reader = StatusReader(m.store, m.reconciler, docker)  # type: ignore[arg-type]
+    reader = m.reader
     docker.calls.clear()
     status = await reader.status(m.store.get(record.id))
     assert status.state == "running" and status.docker_id == docker.only(record.id).docker_id
     assert set(docker.calls) <= {"container_stats"}, "resource usage (no cgroups for a fake) is all it asks"
-    assert m.reconciler.queue.pending() == 1, "the read woke the key, for the controller to look again"
+    assert m.queue.pending() == 1, "the read woke the key, for the controller to look again"
 
     await m.open()
     await m.idle()
@@ -386,7 +410,7 @@ async def test_a_status_read_right_after_a_manager_restart_waits_for_the_first_l
     await first.converged(record)
     await first.converged(first.stop_intent(record.id))
     second = managers(docker, await first.restarted())
-    reader = StatusReader(second.store, second.reconciler, docker)  # type: ignore[arg-type]
+    reader = second.reader
     reading = asyncio.create_task(reader.status(second.store.get(record.id)))
     await asyncio.sleep(0.05)
     assert not reading.done(), "nothing observed yet: the read waits for the controller"
@@ -406,7 +430,7 @@ async def test_a_status_read_waiting_for_a_first_look_that_fails_is_answered_at_
         raise DockerFailure("docker_api_error", "permission denied", operation="list_containers", status=403,
                             permanent=True)
     docker.observe = refused  # type: ignore[method-assign]
-    reader = StatusReader(second.store, second.reconciler, docker)  # type: ignore[arg-type]
+    reader = second.reader
     await second.open()
     began = time.monotonic()
     with pytest.raises(NotObserved, match="permission denied"):

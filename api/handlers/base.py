@@ -1,0 +1,134 @@
+"""What every request handler shares: its collaborators, the one path a request takes, and lookups.
+
+The path (`_route`): rate limit, one argument, validate against the event's model, run the operation,
+answer twice in the same shape (the response event to the caller and the Socket.IO acknowledgement);
+any failure becomes the documented `error` event. The handlers of each concern (connection.py,
+lifecycle.py, messaging.py, reads.py) build on this class.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from api.auth import ConnectAuth
+from api.broadcast import Broadcaster
+from api.errors import ApiError, from_validation
+from api.limits import RateLimiter
+from api.metrics import RequestTimings
+from api.policy import PolicyViolation, RequestPolicy
+from controller.links import LinkManager
+from controller.status import StatusReader
+from controller.view import Observations
+from store import MemoryStore, Record, UnknownContainer
+from store.code import CodeStore
+
+log = logging.getLogger("flow_manager.api")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One request event: its response event, its schema, and the operation that answers it."""
+
+    response: str
+    model: type[BaseModel]
+    action: Callable[..., Awaitable[dict[str, Any]]]  # action(request), or action(request, sid) when per_client
+    per_client: bool = False  # the answer depends on which connection asked (its sid)
+    body_optional: bool = False  # no argument at all means an empty request
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    socket_dir: str = "/tmp/kawaflow/sockets"
+    request_timeout: float = 60.0
+    max_containers: int = 100
+
+
+class HandlerBase:
+    def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader, view: Observations,
+                 broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore, *,
+                 policy: RequestPolicy | None = None, auth: ConnectAuth | None = None,
+                 limiter: RateLimiter | None = None, timings: RequestTimings | None = None,
+                 extensions: dict[str, Route] | None = None) -> None:
+        self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
+        self.view = view  # what the controller last observed: the only part of the controller requests read
+        self.links, self.codes = links, codes
+        self.policy = policy or RequestPolicy.build()
+        self.auth = auth or ConnectAuth()
+        self.limiter = limiter or RateLimiter(rate=0, burst=1)
+        self.timings = timings or RequestTimings()
+        self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
+        self.operations: frozenset[str] = frozenset()
+        self._departed: collections.OrderedDict[str, str] = collections.OrderedDict()  # sid -> its session
+
+    def _session(self, sid: str) -> str:
+        """The Engine.IO session under a Socket.IO sid: the key of per-connection state such as the rate limit,
+        since a client can leave the namespace and join it again (a new sid) on the same connection. A request
+        python-socketio dispatched just before its sid left runs after python-socketio forgot the sid: the
+        sids that left recently are remembered, or such requests would each start a fresh bucket."""
+        return self.sio.manager.eio_sid_from_sid(sid, "/") or self._departed.get(sid) or sid
+
+    async def _fail(self, sid: str, operation: str, error: ApiError, reference: str | None = None) -> dict[str, Any]:
+        throttled = self._throttled(sid)
+        failure = (throttled or error).payload(operation, reference)
+        await self.sio.emit("error", failure, to=sid)
+        return failure
+
+    def _throttled(self, sid: str) -> ApiError | None:
+        wait = self.limiter.take(self._session(sid))
+        if not wait:
+            return None
+        return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "
+                        f"(bursts of {self.limiter.burst}); retry in {wait:.2f} s", limit="client_rate_limit",
+                        retry_after=math.ceil(wait * 1000) / 1000)
+
+    # -- the one path every request takes ------------------------------------------
+    def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def handler(sid: str, *args: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return await answer(sid, *args)
+            finally:
+                self.timings.record(operation, time.perf_counter() - started)
+
+        async def answer(sid: str, *args: Any) -> dict[str, Any]:
+            data = args[0] if args else None
+            reference = data.get("container_id") if isinstance(data, dict) else None
+            reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
+            try:
+                throttled = self._throttled(sid)
+                if throttled is not None:
+                    raise throttled
+                if len(args) > 1:
+                    raise ApiError("validation_error", f"one argument expected, got {len(args)}", field="(request)")
+                request = route.model.model_validate({} if data is None and route.body_optional else data)
+                payload = await (route.action(request, sid) if route.per_client else route.action(request))
+            except ValidationError as exc:
+                error = from_validation(exc)
+            except PolicyViolation as exc:
+                error = ApiError("validation_error", exc.message, field=exc.field)
+            except ApiError as exc:
+                error = exc
+            except Exception as exc:  # a bug must cost one request, never the server
+                log.exception("%s failed", operation)
+                error = ApiError("system_error", f"internal error: {type(exc).__name__}")
+            else:
+                await self.broadcaster.emitter.emit(route.response, payload, to=sid)
+                return payload
+            failure = error.payload(operation, reference)
+            await self.broadcaster.emitter.emit("error", failure, to=sid)
+            return failure
+        return handler
+
+    def _record(self, reference: str) -> Record:
+        try:
+            return self.store.resolve(reference)
+        except UnknownContainer:
+            raise ApiError("container_not_found", f"no managed container {reference!r}",
+                           container_id=reference) from None
