@@ -20,7 +20,7 @@ from controller import labels
 from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
-from controller.docker_adapter import DockerAdapter
+from controller.adapters.docker import DockerAdapter
 from controller.events import Activity
 from controller.links import LinkManager
 from controller.planner import Act, Action

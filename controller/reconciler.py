@@ -19,7 +19,7 @@ from opentelemetry import trace
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.crashes import RestartBackoff, detect_crash, next_crash_count, run_ended
-from controller.docker_adapter import DockerAdapter, DockerFailure
+from controller.adapters.docker import DockerAdapter, DockerFailure, describe_host
 from controller.engine import EngineWatch
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
 from controller.health import effective_health, link_health
@@ -78,7 +78,7 @@ class Reconciler:
         self.keys: dict[str, KeyState] = {}
         self.orphans: dict[str, float] = {}  # managed id -> when first seen without a record
         self._first_look: dict[str, asyncio.Event] = {}  # status reads waiting for a key's first observation
-        self.engine = EngineWatch(docker, sink, docker_host=docker_host or "local socket", on_event=self._docker_event,
+        self.engine = EngineWatch(docker, sink, docker_host=describe_host(docker_host), on_event=self._docker_event,
                                   on_lost=self._engine_lost, on_back=self._engine_back, on_resubscribed=self.resync,
                                   retry_max=engine_retry_max)
         docker.on_unreachable = self.engine.suspect

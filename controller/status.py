@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from controller.cgroup_stats import CgroupStats
-from controller.docker_adapter import DockerAdapter, DockerFailure
+from controller.adapters.cgroup_stats import CgroupStats
+from controller.adapters.docker import DockerAdapter, DockerFailure
 from controller.events import EventSink, iso
 from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
-from controller.stats import format_uptime, resource_usage
+from controller.adapters.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
 
 log = logging.getLogger("flow_manager.status")

@@ -21,7 +21,7 @@ from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
-from controller.docker_adapter import DockerAdapter
+from controller.adapters.docker import DockerAdapter, describe_host
 from controller.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
@@ -86,7 +86,7 @@ class FlowManager:
             self.store, self.docker, applier, self.broadcaster,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
             workers=s.workers, resync_period=s.resync_period, links=self.links, deployer=deployer,
-            orphan_grace=s.orphan_grace, docker_host=s.docker_host or "local socket",
+            orphan_grace=s.orphan_grace, docker_host=describe_host(s.docker_host),
             engine_retry_max=s.engine_retry_max)
         self.links.wake = self.reconciler.queue.add
         reader = StatusReader(self.store, self.reconciler, self.docker, self.links)
@@ -117,7 +117,7 @@ class FlowManager:
         # holds the event loop for about 30 ms each time on a small VM.
         gc.collect()
         gc.freeze()
-        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, s.docker_host or "local socket",
+        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, describe_host(s.docker_host),
                  "token required" if self.security.auth.token else "no token: loopback only")
         for warning in self.security.warnings:
             log.warning("%s", warning)

@@ -230,7 +230,7 @@ async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: P
     an archive pruned meanwhile stays readable through the descriptor the deploy holds."""
     import aiodocker
 
-    from controller.docker_adapter import DockerAdapter
+    from controller.adapters.docker import DockerAdapter
 
     sent: list[bytes] = []
 

@@ -16,7 +16,7 @@ import pytest
 from controller.applier import Applier
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
-from controller.docker_adapter import DockerFailure
+from controller.adapters.docker import DockerFailure
 from controller.engine import EngineStatus
 from controller.events import Activity, ContainerCrashed, StatusChanged
 from controller.reconciler import NotObserved, Reconciler
