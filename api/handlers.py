@@ -31,8 +31,8 @@ from api.metrics import RequestTimings
 from api.packet_gate import REJECTED_EVENT
 from api.policy import PolicyViolation, RequestPolicy
 from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
+from controller.adapters.links import DEFAULT_SOCKET_DIR, LinkFailure, LinkManager
 from controller.events import Activity
-from controller.links import LinkFailure, LinkManager
 from controller.observed import ABSENT
 from controller.reconciler import UNKNOWN, NotObserved
 from controller.status import StatusReader
@@ -58,7 +58,7 @@ class Route:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    socket_dir: str = "/tmp/kawaflow/sockets"
+    socket_dir: str = DEFAULT_SOCKET_DIR
     request_timeout: float = 60.0
     max_containers: int = 100
 

@@ -17,10 +17,7 @@ from controller.events import (
     StatusChanged,
 )
 from controller.status import ContainerStatus, iso, iso_now
-
-
-def socket_path(socket_dir: str, name: str) -> str:
-    return f"{socket_dir.rstrip('/')}/{name}.sock"
+from controller.adapters.links.setup import public_socket_path as socket_path  # the response's socket_path
 
 
 def _status_fields(status: ContainerStatus) -> dict[str, Any]:

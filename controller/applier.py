@@ -22,7 +22,7 @@ from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
 from controller.adapters.docker import DockerAdapter
 from controller.events import Activity
-from controller.links import LinkManager
+from controller.adapters.links import LinkManager
 from controller.planner import Act, Action
 from store import Record
 from store.code import CODE_DIR

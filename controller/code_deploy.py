@@ -11,7 +11,7 @@ completes only when the runtime reports it runs the new revision, so
 from __future__ import annotations
 
 from controller.adapters.docker import DockerAdapter, DockerFailure
-from controller.links import LinkFailure, LinkManager
+from controller.adapters.links import LinkFailure, LinkManager
 from store import Record
 from store.code import CodeStore
 

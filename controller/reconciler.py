@@ -24,7 +24,7 @@ from controller.engine import EngineWatch
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
 from controller.health import effective_health, link_health
 from controller.labels import CONTAINER_ID
-from controller.links import LinkManager
+from controller.adapters.links import LinkManager
 from controller.observed import ABSENT, Observed
 from controller.planner import Act, Plan, plan, plan_orphan, primary_of, restart_binding
 from controller.queue import WorkQueue

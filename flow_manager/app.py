@@ -22,7 +22,7 @@ from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
 from controller.adapters.docker import DockerAdapter, describe_host
-from controller.links import LinkManager
+from controller.adapters.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings, default_state_dir
