@@ -15,17 +15,14 @@ from typing import Any, Callable, Protocol
 
 from controller.adapters.cgroup_stats import CgroupStats
 from controller.adapters.docker import DockerAdapter, DockerFailure
-from controller.events import EventSink, iso
+from controller.clock import iso_now
+from controller.events import EventSink
 from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
 from controller.adapters.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
 
 log = logging.getLogger("flow_manager.status")
-
-
-def iso_now() -> str:
-    return iso(time.time())
 
 
 class LinkState(Protocol):
