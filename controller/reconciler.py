@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 
 from opentelemetry import trace
 
+from controller.adapters.docker import DockerAdapter, DockerFailure, describe_host
+from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.crashes import RestartBackoff, detect_crash, next_crash_count, run_ended
-from controller.adapters.docker import DockerAdapter, DockerFailure, describe_host
 from controller.engine import EngineWatch
 from controller.events import Activity, ContainerCrashed, ControllerError, EventSink, HealthWarning, StatusChanged
 from controller.health import effective_health, link_health
 from controller.labels import CONTAINER_ID
-from controller.adapters.links import LinkManager
 from controller.observed import ABSENT, Observed
 from controller.planner import Act, Plan, plan, plan_orphan, primary_of, restart_binding
 from controller.queue import WorkQueue

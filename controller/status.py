@@ -15,11 +15,11 @@ from typing import Any, Callable, Protocol
 
 from controller.adapters.cgroup_stats import CgroupStats
 from controller.adapters.docker import DockerAdapter, DockerFailure
+from controller.adapters.stats import format_uptime, resource_usage
 from controller.clock import iso_now
 from controller.events import EventSink
 from controller.observed import ABSENT, Listed, Observed
 from controller.reconciler import UNKNOWN, Reconciler
-from controller.adapters.stats import format_uptime, resource_usage
 from store import MemoryStore, Record
 
 log = logging.getLogger("flow_manager.status")

@@ -11,23 +11,22 @@ import socketio
 
 from api import engineio_tuning
 from api.broadcast import Broadcaster
+from api.diagnostics import GcMonitor, LoopMonitor
 from api.handlers import ApiSettings, Handlers, Route
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
+from controller.adapters.docker import DockerAdapter, describe_host
+from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
-from controller.adapters.docker import DockerAdapter, describe_host
-from controller.adapters.links import LinkManager
 from controller.reconciler import Reconciler
 from controller.status import StatusLoop, StatusReader
 from flow_manager.config import Settings, default_state_dir
-from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor
 from flow_manager.security import Security, configure
 from store import DesiredState, MemoryStore
 from store.code import CodeStore

@@ -6,10 +6,9 @@ import gc
 import time
 
 from api.activity_throttle import ActivityThrottle
+from api.diagnostics import GcMonitor, LoopMonitor
 from controller.events import Activity
 from controller.observed import Listed, health_from_status_text
-from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor
 
 
 async def test_loop_monitor_sees_a_blocking_call():

@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+from controller.adapters.docker import DockerFailure
 from controller.applier import Applier
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
-from controller.adapters.docker import DockerFailure
 from controller.engine import EngineStatus
 from controller.events import Activity, ContainerCrashed, StatusChanged
 from controller.reconciler import NotObserved, Reconciler
