@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import store.code as code
-from store.code import CODE_DIR, REVISION_FILE, CodeError, CodeStore, _snapshot
+import store.code_snapshot as code
+from store.code import CODE_DIR, REVISION_FILE, CodeError, CodeStore
+from store.code_snapshot import _snapshot
 
 
 def members(store: CodeStore, revision: str) -> dict[str, tarfile.TarInfo]:
