@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from store.code_snapshot import CODE_DIR, REVISION_FILE, REVISIONS_DIR, CodeError, _finish, _snapshot, _start
+from store.code_snapshot import CODE_DIR, REVISION_FILE, REVISIONS_DIR, CodeError, _snapshot, finish_tree, start_tree
 
 __all__ = ["CODE_DIR", "REVISION_FILE", "REVISIONS_DIR", "CodeError", "CodeSnapshot", "CodeStore"]
 
@@ -37,7 +37,7 @@ def _convert_legacy(path: Path) -> None:
     try:
         with tarfile.open(path, "r") as old, os.fdopen(handle, "wb") as out:
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                prefix = _start(tar)
+                prefix = start_tree(tar)
                 revision = path.stem
                 for member in old:
                     if not member.isfile() or not member.name.startswith(_LEGACY_PREFIX):
@@ -47,7 +47,7 @@ def _convert_legacy(path: Path) -> None:
                         continue
                     member.name = prefix + relative
                     tar.addfile(member, old.extractfile(member))
-                _finish(tar, prefix, revision)
+                finish_tree(tar, prefix, revision)
             out.flush()
             os.fsync(out.fileno())
         os.replace(name, path)

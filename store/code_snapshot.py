@@ -171,7 +171,7 @@ def _walk(walk: _Walk, directory: int, relative: str, depth: int) -> None:
             os.close(child)
 
 
-def _finish(tar: tarfile.TarFile, prefix: str, revision: str) -> None:
+def finish_tree(tar: tarfile.TarFile, prefix: str, revision: str) -> None:
     """The revision file, then the symlink that makes this snapshot the code tree (last: Docker
     extracts in order, so the switch comes after every file is in place)."""
     content = revision.encode()
@@ -184,7 +184,7 @@ def _finish(tar: tarfile.TarFile, prefix: str, revision: str) -> None:
     tar.addfile(link)
 
 
-def _start(tar: tarfile.TarFile) -> str:
+def start_tree(tar: tarfile.TarFile) -> str:
     """A fresh directory for this snapshot; its name is unique, the revision is in its .flow-revision."""
     prefix = f"{REVISIONS_DIR.strip('/')}/{secrets.token_hex(8)}/"
     directory = tarfile.TarInfo(prefix.rstrip("/"))
@@ -201,13 +201,13 @@ def _snapshot(code_path: str, into: Path) -> _Built:
     try:
         with os.fdopen(handle, "wb") as out:
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                walk = _Walk(code_path, tar, _start(tar))
+                walk = _Walk(code_path, tar, start_tree(tar))
                 try:
                     _walk(walk, root, "", 0)
                 except PermissionError as exc:
                     raise CodeError(f"{code_path} is not readable: {exc.strerror}") from None
                 revision = walk.digest.hexdigest()[:16]
-                _finish(tar, walk.prefix, revision)
+                finish_tree(tar, walk.prefix, revision)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:
