@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.status import iso_now
+from controller.clock import iso_now
 
 ERROR_TYPES = frozenset({
     "image_not_found", "container_not_found", "docker_api_error", "socket_error",

@@ -15,15 +15,9 @@ end the caller never saw.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
+from controller.ratelimit import TokenBucket
 
 PRUNE_FLOOR = 1024  # buckets held before the first look for refilled ones
 
@@ -31,7 +25,7 @@ PRUNE_FLOOR = 1024  # buckets held before the first look for refilled ones
 class RateLimiter:
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, max(1, burst), clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._prune_at = PRUNE_FLOOR
 
     def take(self, client: str) -> float:
@@ -43,13 +37,8 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= self._prune_at:
                 self._prune(now)
-            bucket = self._buckets[client] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+            bucket = self._buckets[client] = TokenBucket(self.rate, float(self.burst), updated=now)
+        return bucket.take(now)
 
     def forget(self, client: str) -> None:
         self._buckets.pop(client, None)
@@ -61,6 +50,5 @@ class RateLimiter:
 
     def _prune(self, now: float) -> None:
         """Drop the buckets that have refilled (forgetting them changes nothing); amortised O(1) per client."""
-        self._buckets = {client: bucket for client, bucket in self._buckets.items()
-                         if bucket.tokens + (now - bucket.updated) * self.rate < self.burst}
+        self._buckets = {client: bucket for client, bucket in self._buckets.items() if not bucket.full(now)}
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._buckets))

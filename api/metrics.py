@@ -1,7 +1,7 @@
 """`get_metrics`: the manager's own performance figures, for operators and the benchmark.
 
 An extension event (not in the API reference). It answers `metrics` (event
-and acknowledgement) with the event loop's lag (flow_manager.loop_monitor), garbage-collector pauses,
+and acknowledgement) with the event loop's lag (api.diagnostics.loop_monitor), garbage-collector pauses,
 the process's CPU time and memory, the timing of the last status rounds and
 a few counters. `{"reset": true}` starts a new lag window, so a caller can
 ask "what was the worst stall during the phase I just ran".
@@ -9,31 +9,11 @@ ask "what was the worst stall during the phase I just ran".
 from __future__ import annotations
 
 import collections
-import os
-import resource
 import time
 from typing import Any, Callable
 
+from api.diagnostics import GcMonitor, LoopMonitor, percentile_ms, process_figures
 from api.schemas import GetMetrics
-from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor, percentile_ms
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def rss_bytes() -> int:
-    """Resident set size now, from /proc (0 where there is no /proc)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def process_figures(started: float) -> dict[str, Any]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"pid": os.getpid(), "rss_bytes": rss_bytes(), "max_rss_bytes": usage.ru_maxrss * 1024,
-            "cpu_user_s": usage.ru_utime, "cpu_system_s": usage.ru_stime, "uptime_s": time.time() - started}
 
 
 class RequestTimings:

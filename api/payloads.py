@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.adapters.links.setup import public_socket_path as socket_path  # noqa: F401  (handlers' socket_path)
+from controller.clock import iso, iso_now
 from controller.engine import EngineStatus
 from controller.events import (
     Activity,
@@ -16,11 +18,7 @@ from controller.events import (
     MessageReceived,
     StatusChanged,
 )
-from controller.status import ContainerStatus, iso, iso_now
-
-
-def socket_path(socket_dir: str, name: str) -> str:
-    return f"{socket_dir.rstrip('/')}/{name}.sock"
+from controller.status import ContainerStatus
 
 
 def _status_fields(status: ContainerStatus) -> dict[str, Any]:

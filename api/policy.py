@@ -30,7 +30,7 @@ from typing import Iterable, Mapping
 from api.schemas import CreateContainer
 from controller.bind_sources import inside as _inside
 from controller.bind_sources import nested
-from controller.links import LINK_DIR_IN_CONTAINER
+from flow_runtime.protocol import LINK_DIR as LINK_DIR_IN_CONTAINER
 
 # Never mountable and never read as code, whatever roots are allowed. A path is refused when it is one
 # of these, lies inside one, or contains one (mounting /run would expose /run/docker.sock); so "/" is

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from controller.links import CONTROL_PREFIX
+from flow_runtime.protocol import CONTROL_PREFIX
 
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"           # Docker's container name rule (2+ characters)
 MANAGED_ID_RE = re.compile(r"^[0-9a-f]{12}$")            # the shape of the manager's container ids

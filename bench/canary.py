@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 
-from flow_manager.loop_monitor import LoopMonitor
+from api.diagnostics import LoopMonitor
 
 
 async def _main() -> None:

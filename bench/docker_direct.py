@@ -16,8 +16,8 @@ from typing import Any
 import aiodocker
 
 from controller import labels
+from controller.adapters.links import LinkManager
 from controller.container_config import ContainerDefaults, docker_create_body
-from controller.links import LinkManager
 from store import ContainerSpec, DesiredState, Record
 from store.code import CODE_DIR
 from store.records import new_container_id

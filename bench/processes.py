@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from controller import cgroup_stats
+from controller.adapters import cgroup_stats
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout under test: the manager is imported from here
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from controller import labels
+from controller.adapters.docker import DockerAdapter
+from controller.adapters.links import LinkManager
 from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults, docker_create_body
-from controller.docker_adapter import DockerAdapter
 from controller.events import Activity
-from controller.links import LinkManager
 from controller.planner import Act, Action
 from store import Record
 from store.code import CODE_DIR

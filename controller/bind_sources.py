@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from controller.docker_adapter import DockerFailure
+from controller.adapters.docker import DockerFailure
 
 BIND_SOURCE_CHANGED = "bind_source_changed"  # a symlink, a device or something unopenable on the path
 BIND_SOURCE_NOT_ALLOWED = "bind_source_not_allowed"  # outside the current roots, or a forbidden place

@@ -10,8 +10,8 @@ completes only when the runtime reports it runs the new revision, so
 """
 from __future__ import annotations
 
-from controller.docker_adapter import DockerAdapter, DockerFailure
-from controller.links import LinkFailure, LinkManager
+from controller.adapters.docker import DockerAdapter, DockerFailure
+from controller.adapters.links import LinkFailure, LinkManager
 from store import Record
 from store.code import CodeStore
 

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from controller.events import ControllerError, EventSink, iso
+from controller.clock import iso
+from controller.events import ControllerError, EventSink
 
 log = logging.getLogger("flow_manager.engine")
 

@@ -6,13 +6,7 @@ The controller never formats Socket.IO payloads; it publishes these to a sink
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
-
-
-def iso(epoch: float) -> str:
-    """A wall-clock moment as the API writes it: ISO 8601, UTC, milliseconds (`2025-07-21T10:30:00.000Z`)."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

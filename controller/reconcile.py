@@ -12,13 +12,13 @@ import logging
 import time
 from dataclasses import replace
 
+from controller.adapters.docker import DockerAdapter, DockerFailure
+from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
 from controller.diffs import Diffs
-from controller.docker_adapter import DockerAdapter, DockerFailure
 from controller.engine import EngineState
 from controller.events import Activity, ControllerError, EventSink
-from controller.links import LinkManager
 from controller.loop import BACKOFF, NO_RETRY, Result, Retry
 from controller.memory import Memory
 from controller.observed import Observed

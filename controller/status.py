@@ -13,20 +13,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from controller.cgroup_stats import CgroupStats
-from controller.docker_adapter import DockerAdapter, DockerFailure
-from controller.events import EventSink, iso
-from controller.view import Observations
+from controller.adapters.cgroup_stats import CgroupStats
+from controller.adapters.docker import DockerAdapter, DockerFailure
+from controller.adapters.stats import format_uptime, resource_usage
+from controller.clock import iso_now
+from controller.events import EventSink
 from controller.observed import ABSENT, Listed, Observed
 from controller.planner import primary_of
-from controller.stats import format_uptime, resource_usage
+from controller.view import Observations
 from store import MemoryStore, Record
 
 log = logging.getLogger("flow_manager.status")
-
-
-def iso_now() -> str:
-    return iso(time.time())
 
 
 class LinkState(Protocol):

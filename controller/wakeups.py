@@ -9,7 +9,7 @@ import asyncio
 import logging
 from typing import Callable, Protocol
 
-from controller.docker_adapter import DockerFailure
+from controller.adapters.docker import DockerFailure
 from controller.engine import EngineState
 from controller.labels import CONTAINER_ID
 from store import MemoryStore

@@ -11,20 +11,21 @@ import socketio
 
 from api import engineio_tuning
 from api.broadcast import Broadcaster
+from api.diagnostics import GcMonitor, LoopMonitor
 from api.handlers import ApiSettings, Handlers, Route
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
+from controller.adapters.docker import DockerAdapter, describe_host
+from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.bind_sources import BindGuard
 from controller.code_deploy import CodeDeployer
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
 from controller.diffs import Diffs
-from controller.docker_adapter import DockerAdapter
 from controller.engine import EngineState, EngineWatch, Suspicion
-from controller.links import LinkManager
 from controller.loop import ErrorBackoff, Loop
 from controller.memory import Memory
 from controller.orphans import Orphans
@@ -35,8 +36,6 @@ from controller.status import StatusLoop, StatusReader
 from controller.view import Observations
 from controller.wakeups import Wakeups
 from flow_manager.config import Settings, default_state_dir
-from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor
 from flow_manager.security import Security, configure
 from store import DesiredState, MemoryStore
 from store.code import CodeStore
@@ -142,7 +141,7 @@ class FlowManager:
         # holds the event loop for about 30 ms each time on a small VM.
         gc.collect()
         gc.freeze()
-        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, s.docker_host or "local socket",
+        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, describe_host(s.docker_host),
                  "token required" if self.security.auth.token else "no token: loopback only")
         for warning in self.security.warnings:
             log.warning("%s", warning)

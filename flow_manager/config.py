@@ -5,6 +5,7 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 
+from controller.adapters.links.setup import DEFAULT_SOCKET_DIR
 from controller.container_config import DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT
 
 
@@ -12,7 +13,7 @@ from controller.container_config import DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    socket_dir: str = "/tmp/kawaflow/sockets"
+    socket_dir: str = DEFAULT_SOCKET_DIR
     status_interval: float = 10.0
     docker_host: str | None = None
     state_dir: str = ""

@@ -22,6 +22,7 @@ from pathlib import Path
 import aiodocker
 
 import flow_runtime
+from flow_runtime.protocol import LINK_ENV, LINK_PATH
 
 log = logging.getLogger("flow_manager.image")
 
@@ -30,15 +31,15 @@ SUITE = "bookworm"
 BASE_PACKAGES = "python3"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
-RUNTIME_DOCKERFILE = """\
-FROM {base}
+RUNTIME_DOCKERFILE = f"""\
+FROM {{base}}
 COPY flow_runtime /opt/flow/flow_runtime
 ADD code.tar /
 ENV PYTHONPATH=/opt/flow PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
-    FLOW_CODE_DIR=/opt/flow/code FLOW_LINK=/run/flow/link.sock
+    FLOW_CODE_DIR=/opt/flow/code {LINK_ENV}={LINK_PATH}
 WORKDIR /opt/flow/code
 STOPSIGNAL SIGTERM
-LABEL {label}="{revision}"
+LABEL {{label}}="{{revision}}"
 CMD ["python3", "-m", "flow_runtime"]
 """
 

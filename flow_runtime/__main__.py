@@ -25,8 +25,10 @@ from typing import Any
 
 import flow_runtime
 from flow_runtime.framing import DEFAULT_MAX_FRAME, FrameError, encode, read_frame
+from flow_runtime.protocol import HELLO, LINK_ENV, PING, PONG, RELOAD, RELOADED
+from flow_runtime.protocol import LINK_PATH as DEFAULT_LINK_PATH
 
-LINK_PATH = os.environ.get("FLOW_LINK", "/run/flow/link.sock")
+LINK_PATH = os.environ.get(LINK_ENV, DEFAULT_LINK_PATH)
 CODE_DIR = Path(os.environ.get("FLOW_CODE_DIR", "/opt/flow/code"))
 REVISION_FILE = ".flow-revision"
 OUTBOX_LIMIT = 10_000
@@ -144,12 +146,12 @@ class Runtime:
         if command == "ping":
             self.enqueue({"command": "pong", "data": {"time": time.time(), "revision": self.code.revision}})
             return
-        if command == "flow.ping":  # the manager's liveness probe; never shown to clients
-            self.enqueue({"command": "flow.pong", "seq": message.get("seq")})
+        if command == PING:  # the manager's liveness probe; never shown to clients
+            self.enqueue({"command": PONG, "seq": message.get("seq")})
             return
-        if command == "flow.reload":
+        if command == RELOAD:
             self.code.load()
-            reply: dict[str, Any] = {"command": "flow.reloaded", "revision": self.code.revision}
+            reply: dict[str, Any] = {"command": RELOADED, "revision": self.code.revision}
             if self.code.load_error:
                 reply["error"] = self.code.load_error
             self.enqueue(reply)
@@ -183,7 +185,7 @@ class Runtime:
     async def session(self) -> None:
         reader, stream = await asyncio.open_unix_connection(LINK_PATH)
         log.info("link connected at %s", LINK_PATH)
-        self.outbox.appendleft({"command": "flow.hello", "revision": self.code.revision, "pid": os.getpid()})
+        self.outbox.appendleft({"command": HELLO, "revision": self.code.revision, "pid": os.getpid()})
         self.wake.set()
         writer = asyncio.create_task(self.writer(stream))
         try:

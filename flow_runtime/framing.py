@@ -38,10 +38,12 @@ def decode(body: bytes) -> dict[str, Any]:
     return message
 
 
-async def read_frame(
+async def read_sized_frame(
     reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
-) -> dict[str, Any] | None:
-    """Read one frame; None on a clean end of stream between frames."""
+) -> tuple[dict[str, Any], int] | None:
+    """Read one frame and the size of its body (the manager budgets bytes in flight by it);
+    None on a clean end of stream between frames. The length is refused from the header alone,
+    so an oversized frame allocates nothing."""
     try:
         header = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
@@ -55,4 +57,12 @@ async def read_frame(
         body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise FrameError("stream ended inside a frame body") from None
-    return decode(body)
+    return decode(body), length
+
+
+async def read_frame(
+    reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
+) -> dict[str, Any] | None:
+    """Read one frame; None on a clean end of stream between frames."""
+    frame = await read_sized_frame(reader, max_size)
+    return None if frame is None else frame[0]

@@ -23,7 +23,7 @@ from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
 from api.metrics import RequestTimings
 from api.policy import PolicyViolation, RequestPolicy
-from controller.links import LinkManager
+from controller.adapters.links import LinkManager
 from controller.status import StatusReader
 from controller.view import Observations
 from store import MemoryStore, Record, UnknownContainer

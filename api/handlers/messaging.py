@@ -10,8 +10,8 @@ from typing import Any
 from api.errors import ApiError
 from api.handlers.base import HandlerBase
 from api.schemas import SendMessage, SubscribeMessages
+from controller.adapters.links import LinkFailure
 from controller.events import Activity
-from controller.links import LinkFailure
 
 
 class MessagingHandlers(HandlerBase):

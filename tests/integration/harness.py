@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -11,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-import inspect
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import socketio

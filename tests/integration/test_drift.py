@@ -17,8 +17,7 @@ from pathlib import Path
 import aiodocker
 
 from controller import labels
-from tests.integration.harness import (Client, Server, expect_quiet, record_timing, transitions, unique_name,
-                                      wait_until)
+from tests.integration.harness import Client, Server, expect_quiet, record_timing, transitions, unique_name, wait_until
 from tests.integration.test_links import ping, wait_link
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiodocker
 
 from tests.integration.harness import Client, Server, unique_name
-from tests.integration.test_links import ping, running_with_link, wait_link
+from tests.integration.test_links import ping, running_with_link
 
 # Watches link.sock; whenever a new socket appears there, swaps it for a symlink to argv[1] (a host path).
 RACER = """

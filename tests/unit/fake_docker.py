@@ -1,4 +1,4 @@
-"""An in-memory Docker engine with the interface the controller uses (controller/docker_adapter.DockerAdapter).
+"""An in-memory Docker engine with the interface the controller uses (controller/adapters/docker.DockerAdapter).
 
 Unit tests of the reconcile loop drive it instead of a real engine. It keeps only what the controller
 reads: containers with labels, a state, and Docker's own timestamps (`StartedAt`, `FinishedAt`) taken
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable
 
 from controller import labels
-from controller.docker_adapter import DockerFailure
+from controller.adapters.docker import DockerFailure
 from controller.observed import Listed, Observed
 
 NEVER = "0001-01-01T00:00:00Z"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import store.code as code
-from store.code import CODE_DIR, REVISION_FILE, CodeError, CodeStore, _snapshot
+import store.code_snapshot as code
+from store.code import CODE_DIR, REVISION_FILE, CodeError, CodeStore
+from store.code_snapshot import _snapshot
 
 
 def members(store: CodeStore, revision: str) -> dict[str, tarfile.TarInfo]:
@@ -230,7 +231,7 @@ async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: P
     an archive pruned meanwhile stays readable through the descriptor the deploy holds."""
     import aiodocker
 
-    from controller.docker_adapter import DockerAdapter
+    from controller.adapters.docker import DockerAdapter
 
     sent: list[bytes] = []
 

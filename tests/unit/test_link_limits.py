@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
-from controller import links
-from controller.links import CONNECT_BURST, CONNECT_RATE, IN_FLIGHT_BYTES, Link, read_sized_frame
-from flow_runtime.framing import FrameError
+from controller.adapters.links import link as links
+from controller.adapters.links.link import CONNECT_BURST, CONNECT_RATE, IN_FLIGHT_BYTES, Link
+from flow_runtime.framing import FrameError, read_sized_frame
 
 
 def test_reconnections_are_rate_limited_after_a_burst(monkeypatch: pytest.MonkeyPatch):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.links import LinkManager
+from controller.adapters.links import LinkManager
 
 
 def record(cid: str = "0123456789ab", name: str = "flow") -> SimpleNamespace:

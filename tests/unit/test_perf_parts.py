@@ -6,10 +6,9 @@ import gc
 import time
 
 from api.activity_throttle import ActivityThrottle
+from api.diagnostics import GcMonitor, LoopMonitor
 from controller.events import Activity
 from controller.observed import Listed, health_from_status_text
-from flow_manager.gc_monitor import GcMonitor
-from flow_manager.loop_monitor import LoopMonitor
 
 
 async def test_loop_monitor_sees_a_blocking_call():
@@ -91,7 +90,7 @@ def test_listed_entry_matches_what_was_inspected():
 
 
 def test_container_index_follows_lists_creates_removes_and_events():
-    from controller.docker_adapter import ContainerIndex
+    from controller.adapters.docker import ContainerIndex
 
     index = ContainerIndex()
     assert index.lookup("k1") is None, "no full list yet: callers list by label"
@@ -119,7 +118,7 @@ def test_container_index_follows_lists_creates_removes_and_events():
 
 
 def test_cgroup_field_parsing():
-    from controller.cgroup_stats import _field
+    from controller.adapters.cgroup_stats import _field
 
     text = "cache 5\nrss 6\ntotal_inactive_file 77\n"
     assert (_field(text, "cache"), _field(text, "rss"), _field(text, "total_inactive_file")) == (5, 6, 77)

@@ -13,11 +13,11 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
+from controller.adapters.docker import DockerFailure
 from controller.applier import Applier
 from controller.container_config import ContainerDefaults
 from controller.crashes import RestartBackoff
 from controller.diffs import Diffs
-from controller.docker_adapter import DockerFailure
 from controller.engine import EngineState, EngineStatus, EngineWatch, Suspicion
 from controller.events import Activity, ContainerCrashed, StatusChanged
 from controller.loop import ErrorBackoff, Loop

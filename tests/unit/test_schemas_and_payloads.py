@@ -5,9 +5,9 @@ from pydantic import ValidationError
 
 from api.errors import from_validation
 from api.schemas import ContainerRef, CreateContainer, SendMessage
+from controller.adapters.stats import format_uptime, resource_usage
 from controller.container_config import ContainerDefaults, docker_create_body
 from controller.observed import parse_docker_time
-from controller.stats import format_uptime, resource_usage
 from flow_runtime import framing
 from store import ContainerSpec, DesiredState, Record
 

@@ -3,7 +3,7 @@
 A full (generation 2) collection walks every tracked object; with the
 manager's working set that can be tens of milliseconds on a slow core, and
 every client waits for it. `gc.callbacks` times each collection at almost no
-cost, so a loop stall seen by flow_manager.loop_monitor can be told apart from
+cost, so a loop stall seen by api.diagnostics.loop_monitor can be told apart from
 one caused by our own code.
 """
 from __future__ import annotations
