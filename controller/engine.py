@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
+from controller.adapters.docker.failures import describe_host
 from controller.clock import iso
 from controller.events import ControllerError, EventSink
 
@@ -97,11 +98,11 @@ class EngineWatch:
     def __init__(self, docker: EngineApi, sink: EventSink, *, on_event: Callable[[dict[str, Any]], None],
                  on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
                  on_resubscribed: Callable[[], Awaitable[None]] | None = None,
-                 state: EngineState | None = None, docker_host: str = "local socket",
+                 state: EngineState | None = None, docker_host: str = "",
                  suspicion: Suspicion | None = None,
                  retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
         self.docker, self.sink = docker, sink
-        self.state = state or EngineState(docker_host)
+        self.state = state or EngineState(describe_host(docker_host))
         self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
         self.on_resubscribed = on_resubscribed
         self.retry_initial, self.retry_max, self.ping_timeout = retry_initial, retry_max, ping_timeout

@@ -80,7 +80,7 @@ class FlowManager:
         ports (engine state, the suspicion a failed call raises, the queue) come first, so the engine watch,
         the Docker adapter, the link manager and the read side can each be handed what they talk to."""
         s = self.settings
-        engine = EngineState(s.docker_host or "local socket")
+        engine = EngineState(describe_host(s.docker_host))
         suspicion = Suspicion()
         self.queue = queue = WorkQueue()
         self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout,
