@@ -8,6 +8,7 @@ once and folds the rest of that window into one entry at its end, with
 `details.count` saying how many messages it stands for — the way Kubernetes
 aggregates repeated events. A lone message still appears immediately.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +56,9 @@ class ActivityThrottle:
         if window is None or not window.folded or window.last is None:
             return  # nothing arrived after the first: the window simply ends
         last = window.last
-        self.emit(replace(last, message=f"{last.message} ({window.folded} messages in {self.window:g} s)",
-                          details={**last.details, "count": window.folded}))
+        self.emit(
+            replace(last, message=f"{last.message} ({window.folded} messages in {self.window:g} s)", details={**last.details, "count": window.folded})
+        )
         self._open(key)  # a steady stream gets one entry per window
 
     def close(self) -> None:

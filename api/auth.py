@@ -10,6 +10,7 @@ refused by the CORS check, and DNS rebinding (a hostile name that resolves to
 127.0.0.1, so the page counts as same-origin) is refused here by requiring a
 loopback Host header.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -35,7 +36,7 @@ def host_of(header: str) -> str:
     """The host part of a Host header: `name`, `name:port`, `[::1]:port`."""
     header = header.strip()
     if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
+        return header[1 : header.find("]")] if "]" in header else header
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 

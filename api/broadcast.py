@@ -6,6 +6,7 @@ the controller. Per-message activity entries are aggregated
 (api.activity_throttle) and events are emitted without a task per client
 (api.emitter).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -137,8 +138,7 @@ class Broadcaster:
             while self._lag() > CLIENT_BACKLOG_LOW:
                 if loop.time() - behind_since > CLIENT_STUCK_AFTER:
                     stuck = {sid for sid, n in self.emitter.backlogs().items() if n > CLIENT_BACKLOG_LOW}
-                    log.warning("clients %s stayed behind for %.0f s: no longer waiting for them",
-                                ", ".join(sorted(stuck)), CLIENT_STUCK_AFTER)
+                    log.warning("clients %s stayed behind for %.0f s: no longer waiting for them", ", ".join(sorted(stuck)), CLIENT_STUCK_AFTER)
                     self._ignored |= stuck
                 await asyncio.sleep(0.005)
             while self._unconfirmed:

@@ -10,6 +10,7 @@ handed to each client's Engine.IO socket (`eio.send_packet`, a queue put that
 does not block): the same bytes on the wire, in the same per-client order. Binary payloads (never produced by the
 manager) go through `sio.emit` unchanged.
 """
+
 from __future__ import annotations
 
 from typing import Any, Collection
@@ -33,8 +34,7 @@ class Emitter:
         if to is None:
             recipients = [eio_sid for _, eio_sid in self.sio.manager.get_participants(self.namespace, None)]
         else:
-            found = (self.sio.manager.eio_sid_from_sid(sid, self.namespace) for sid in ([to] if isinstance(to, str)
-                                                                                        else to))
+            found = (self.sio.manager.eio_sid_from_sid(sid, self.namespace) for sid in ([to] if isinstance(to, str) else to))
             recipients = [eio_sid for eio_sid in found if eio_sid is not None]
         frame = engineio_packet.Packet(engineio_packet.MESSAGE, data=encoded)  # one, shared by every recipient
         for eio_sid in recipients:

@@ -12,6 +12,7 @@ cancellation and the end-of-stream marker behave as in the original.
 Applied only to the python-engineio code it was written against: if
 `AsyncSocket.poll` is not the method this replaces, nothing is changed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,7 @@ def apply() -> bool:
     except (OSError, TypeError):
         digest = "?"
     if digest != REPLACED_POLL:
-        log.info("python-engineio's AsyncSocket.poll is not the one api.engineio_tuning replaces (%s); "
-                 "left as it is", digest)
+        log.info("python-engineio's AsyncSocket.poll is not the one api.engineio_tuning replaces (%s); left as it is", digest)
         return False
     async_socket.AsyncSocket.poll = poll  # type: ignore[method-assign]
     return True

@@ -1,4 +1,5 @@
 """The error event: the one shape every failure reaches a client in."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +8,18 @@ from pydantic import ValidationError
 
 from controller.clock import iso_now
 
-ERROR_TYPES = frozenset({
-    "image_not_found", "container_not_found", "docker_api_error", "socket_error",
-    "socket_timeout_error", "socket_connection_error", "validation_error", "system_error",
-})
+ERROR_TYPES = frozenset(
+    {
+        "image_not_found",
+        "container_not_found",
+        "docker_api_error",
+        "socket_error",
+        "socket_timeout_error",
+        "socket_connection_error",
+        "validation_error",
+        "system_error",
+    }
+)
 
 
 class ApiError(Exception):
@@ -27,13 +36,13 @@ class ApiError(Exception):
 
 
 def error_payload(error_type: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"error": True, "error_type": error_type, "message": message, "details": details,
-            "timestamp": iso_now()}
+    return {"error": True, "error_type": error_type, "message": message, "details": details, "timestamp": iso_now()}
 
 
 def from_validation(exc: ValidationError) -> ApiError:
-    problems = [{"field": ".".join(str(p) for p in err["loc"]) or "(request)", "problem": err["msg"]}
-                for err in exc.errors(include_url=False, include_input=False)]
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(request)", "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
     first = problems[0]
-    return ApiError("validation_error", f"invalid request: {first['field']}: {first['problem']}",
-                    field=first["field"], errors=problems)
+    return ApiError("validation_error", f"invalid request: {first['field']}: {first['problem']}", field=first["field"], errors=problems)

@@ -12,6 +12,7 @@ A bucket that has refilled is the same as no bucket, so such buckets are
 pruned as clients come and go; memory stays bounded even for sessions whose
 end the caller never saw.
 """
+
 from __future__ import annotations
 
 import time

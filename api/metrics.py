@@ -6,6 +6,7 @@ the process's CPU time and memory, the timing of the last status rounds and
 a few counters. `{"reset": true}` starts a new lag window, so a caller can
 ask "what was the worst stall during the phase I just ran".
 """
+
 from __future__ import annotations
 
 import collections
@@ -39,26 +40,40 @@ class RequestTimings:
             ordered = sorted(samples)
             if not ordered:
                 continue
-            result[operation] = {"n": len(ordered), "p50_ms": percentile_ms(ordered, 50),
-                                 "p99_ms": percentile_ms(ordered, 99),
-                                 "max_ms": round(ordered[-1] * 1000, 3)}
+            result[operation] = {
+                "n": len(ordered),
+                "p50_ms": percentile_ms(ordered, 50),
+                "p99_ms": percentile_ms(ordered, 99),
+                "max_ms": round(ordered[-1] * 1000, 3),
+            }
         if reset:
             self._samples.clear()
         return result
 
 
 class Metrics:
-    def __init__(self, monitor: LoopMonitor, gc_monitor: GcMonitor,
-                 counters: Callable[[], dict[str, Any]], rounds: Callable[[], list[dict[str, Any]]],
-                 requests: RequestTimings | None = None) -> None:
+    def __init__(
+        self,
+        monitor: LoopMonitor,
+        gc_monitor: GcMonitor,
+        counters: Callable[[], dict[str, Any]],
+        rounds: Callable[[], list[dict[str, Any]]],
+        requests: RequestTimings | None = None,
+    ) -> None:
         self.monitor, self.gc_monitor, self.counters, self.rounds = monitor, gc_monitor, counters, rounds
         self.requests = requests or RequestTimings()
         self.started = time.time()
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
-        return {"timestamp": time.time(), "loop": self.monitor.snapshot(reset), "gc": self.gc_monitor.snapshot(reset),
-                "process": process_figures(self.started), "requests": self.requests.snapshot(reset),
-                "status_rounds": self.rounds(), **self.counters()}
+        return {
+            "timestamp": time.time(),
+            "loop": self.monitor.snapshot(reset),
+            "gc": self.gc_monitor.snapshot(reset),
+            "process": process_figures(self.started),
+            "requests": self.requests.snapshot(reset),
+            "status_rounds": self.rounds(),
+            **self.counters(),
+        }
 
     async def get_metrics(self, request: GetMetrics) -> dict[str, Any]:
         """The `get_metrics` request, answered through the handlers' shared path (validation, rate limit)."""

@@ -24,6 +24,7 @@ Both transports are covered: websocket frames (whose size the ASGI server
 caps at `ceiling`) and long-polling POST bodies (refused with 413 above it).
 The wire formats are Engine.IO v4 and Socket.IO v5.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,15 +103,20 @@ def parse_header(packet: str) -> Header | None:
     if match is None:
         return None  # an Engine.IO message is JSON-decoded unless its second character is a digit
     kind, count, namespace_field, ack = match.groups()
-    if packet[match.end():match.end() + 1].isdigit():
+    if packet[match.end() : match.end() + 1].isdigit():
         return None  # a digit the parser reads and this pattern does not (another script's, a superscript)
     if (count is not None and len(count) > MAX_ATTACHMENT_DIGITS) or len(ack) > MAX_ACK_DIGITS:
         return None  # python-socketio raises
     if namespace_field is not None and not namespace_field.isascii():
         return None  # the manager serves "/" only; a client has no use for other names
-    return Header(int(kind), int(count) if count else 0,
-                  namespace_field.split("?", 1)[0] if namespace_field is not None else None,
-                  namespace_field or "", int(ack) if ack else None, match.end())
+    return Header(
+        int(kind),
+        int(count) if count else 0,
+        namespace_field.split("?", 1)[0] if namespace_field is not None else None,
+        namespace_field or "",
+        int(ack) if ack else None,
+        match.end(),
+    )
 
 
 def gate_packet(packet: str, limit: int) -> str | None:
@@ -195,6 +201,7 @@ class PacketGate:
             # After a close python-engineio would go on reading (and dispatching) frames: end the stream instead,
             # so that it closes the websocket.
             return {"type": "websocket.disconnect", "code": 1008}
+
         return gated
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -226,10 +233,12 @@ class PacketGate:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
+
         await self.app({**scope, "headers": headers}, replay, send)
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]}
+    )
     await send({"type": "http.response.body", "body": body})

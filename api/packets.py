@@ -8,6 +8,7 @@ This packet class encodes first: only when the encoder meets something it
 cannot encode (bytes) does it fall back to the original scan. The wire format
 is unchanged; incoming packets are decoded exactly as before.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,15 @@ from socketio import packet
 
 
 class JsonFirstPacket(packet.Packet):
-    def __init__(self, packet_type: int = packet.EVENT, data: Any = None, namespace: str | None = None,
-                 id: int | None = None, binary: bool | None = None, encoded_packet: Any = None) -> None:
+    def __init__(
+        self,
+        packet_type: int = packet.EVENT,
+        data: Any = None,
+        namespace: str | None = None,
+        id: int | None = None,
+        binary: bool | None = None,
+        encoded_packet: Any = None,
+    ) -> None:
         self._encoded_data: str | None = None
         if binary is None and encoded_packet is None and data is not None:
             try:

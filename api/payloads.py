@@ -3,6 +3,7 @@
 Extension fields (docker_id, code_revision, waiting_reason, ...) are added
 beside the reference's fields, never instead of them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,33 +61,45 @@ def _extensions(status: ContainerStatus) -> dict[str, Any]:
 
 def engine_status(status: EngineStatus) -> dict[str, Any]:
     """`since` (when the engine became unreachable, or answered again) is ISO 8601 like `timestamp`."""
-    return {"available": status.available, "docker_host": status.docker_host, "since": iso(status.since),
-            "message": status.message, "timestamp": iso_now()}
+    return {
+        "available": status.available,
+        "docker_host": status.docker_host,
+        "since": iso(status.since),
+        "message": status.message,
+        "timestamp": iso_now(),
+    }
 
 
 def event(event: object) -> tuple[str, dict[str, Any]]:
     """A controller event as (Socket.IO event name, payload)."""
     if isinstance(event, StatusChanged):
-        return "status_changed", {"container_id": event.container_id, "old_state": event.old_state,
-                                  "new_state": event.new_state, "timestamp": event.timestamp}
+        return "status_changed", {
+            "container_id": event.container_id,
+            "old_state": event.old_state,
+            "new_state": event.new_state,
+            "timestamp": event.timestamp,
+        }
     if isinstance(event, ContainerCrashed):
         return "container_crashed", {
-            "container_id": event.container_id, "exit_code": event.exit_code,
-            "crash_details": {"error": event.error, "logs": event.logs, "oom_killed": event.oom_killed,
-                              "restart_in": event.restart_in},
-            "timestamp": event.timestamp}
+            "container_id": event.container_id,
+            "exit_code": event.exit_code,
+            "crash_details": {"error": event.error, "logs": event.logs, "oom_killed": event.oom_killed, "restart_in": event.restart_in},
+            "timestamp": event.timestamp,
+        }
     if isinstance(event, HealthWarning):
-        return "container_health_warning", {"container_id": event.container_id, "health": event.health,
-                                            "timestamp": event.timestamp}
+        return "container_health_warning", {"container_id": event.container_id, "health": event.health, "timestamp": event.timestamp}
     if isinstance(event, MessageReceived):
-        return "message_received", {"container_id": event.container_id, "message": event.message,
-                                    "timestamp": iso(event.timestamp)}
+        return "message_received", {"container_id": event.container_id, "message": event.message, "timestamp": iso(event.timestamp)}
     if isinstance(event, Activity):
-        return "activity_log", {"activity_type": event.activity_type, "container_id": event.container_id,
-                                "message": event.message, "details": event.details, "timestamp": iso_now()}
+        return "activity_log", {
+            "activity_type": event.activity_type,
+            "container_id": event.container_id,
+            "message": event.message,
+            "details": event.details,
+            "timestamp": iso_now(),
+        }
     if isinstance(event, EngineStatus):
         return "engine_status", engine_status(event)
     if isinstance(event, ControllerError):
-        return "error", {"error": True, "error_type": event.error_type, "message": event.message,
-                         "details": event.details, "timestamp": iso_now()}
+        return "error", {"error": True, "error_type": event.error_type, "message": event.message, "details": event.details, "timestamp": iso_now()}
     raise TypeError(f"no payload for {type(event).__name__}")

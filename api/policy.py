@@ -20,6 +20,7 @@ Pure apart from resolving paths on the local filesystem (call it off the event
 loop); the bind sources of existing containers are passed in. The API turns a
 PolicyViolation into one `validation_error` naming the field.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -35,8 +36,7 @@ from flow_runtime.protocol import LINK_DIR as LINK_DIR_IN_CONTAINER
 # Never mountable and never read as code, whatever roots are allowed. A path is refused when it is one
 # of these, lies inside one, or contains one (mounting /run would expose /run/docker.sock); so "/" is
 # always refused. The manager's state and socket directories are added at start-up.
-ALWAYS_FORBIDDEN = ("/var/run/docker.sock", "/run/docker.sock", "/proc", "/sys", "/etc", "/dev", "/boot",
-                    "/var/lib/docker", "/run/containerd")
+ALWAYS_FORBIDDEN = ("/var/run/docker.sock", "/run/docker.sock", "/proc", "/sys", "/etc", "/dev", "/boot", "/var/lib/docker", "/run/containerd")
 
 
 class PolicyViolation(ValueError):
@@ -77,52 +77,48 @@ class RequestPolicy:
     max_pids: int = 4096
 
     @classmethod
-    def build(cls, *, volume_roots: Iterable[str] = (), code_roots: Iterable[str] = (),
-              forbidden: Iterable[str] = (), **rest: object) -> "RequestPolicy":
+    def build(
+        cls, *, volume_roots: Iterable[str] = (), code_roots: Iterable[str] = (), forbidden: Iterable[str] = (), **rest: object
+    ) -> "RequestPolicy":
         """Resolve the configured roots and forbidden places once, at start-up."""
-        return cls(volume_roots=tuple(resolve(p) for p in volume_roots if p),
-                   code_roots=tuple(resolve(p) for p in code_roots if p),
-                   forbidden=tuple(dict.fromkeys(resolve(p) for p in (*ALWAYS_FORBIDDEN, *forbidden) if p)),
-                   **rest)  # type: ignore[arg-type]
+        return cls(
+            volume_roots=tuple(resolve(p) for p in volume_roots if p),
+            code_roots=tuple(resolve(p) for p in code_roots if p),
+            forbidden=tuple(dict.fromkeys(resolve(p) for p in (*ALWAYS_FORBIDDEN, *forbidden) if p)),
+            **rest,  # type: ignore[arg-type]
+        )
 
     # -- one rule each --------------------------------------------------------------
     def host_path(self, path: str, roots: tuple[str, ...], field_name: str, what: str) -> str:
         if not roots:
-            raise PolicyViolation(field_name, f"{what} are not allowed on this manager "
-                                  f"(the operator has not configured any allowed root)")
+            raise PolicyViolation(field_name, f"{what} are not allowed on this manager (the operator has not configured any allowed root)")
         try:
             real = resolve(path)
         except (OSError, ValueError) as exc:  # e.g. a /proc entry the manager may not follow
             raise PolicyViolation(field_name, f"{path} cannot be resolved: {exc}") from None
         for place in self.forbidden:
             if _inside(real, place) or _inside(place, real):
-                raise PolicyViolation(field_name, f"{path} resolves to {real}, which is or contains {place}: "
-                                      "never allowed")
+                raise PolicyViolation(field_name, f"{path} resolves to {real}, which is or contains {place}: never allowed")
         if not any(_inside(real, root) for root in roots):
-            raise PolicyViolation(field_name, f"{path} resolves to {real}, outside the allowed roots "
-                                  f"({', '.join(roots)})")
+            raise PolicyViolation(field_name, f"{path} resolves to {real}, outside the allowed roots ({', '.join(roots)})")
         return real
 
     def image(self, image: str) -> None:
         name = normalise_image(image)
-        if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(image, pattern)
-                   for pattern in self.image_patterns):
-            raise PolicyViolation("image", f"image {image!r} does not match the allowed patterns "
-                                  f"({', '.join(self.image_patterns)})")
+        if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(image, pattern) for pattern in self.image_patterns):
+            raise PolicyViolation("image", f"image {image!r} does not match the allowed patterns ({', '.join(self.image_patterns)})")
 
     def host_port(self, container_port: str, host_port: int) -> None:
         low, high = self.port_range
         if not low <= host_port <= high:
-            raise PolicyViolation(f"ports.{container_port}", f"host port {host_port} is outside the allowed "
-                                  f"range {low}-{high}")
+            raise PolicyViolation(f"ports.{container_port}", f"host port {host_port} is outside the allowed range {low}-{high}")
         if host_port in self.reserved_ports:
             raise PolicyViolation(f"ports.{container_port}", f"host port {host_port} is the manager's own")
 
     def mount_target(self, host: str, inside: str) -> None:
         target = os.path.normpath(inside)
         if target == "/" or _inside(target, LINK_DIR_IN_CONTAINER) or _inside(LINK_DIR_IN_CONTAINER, target):
-            raise PolicyViolation(f"volumes.{host}", f"cannot mount over {target}: "
-                                  f"the container's link lives at {LINK_DIR_IN_CONTAINER}")
+            raise PolicyViolation(f"volumes.{host}", f"cannot mount over {target}: the container's link lives at {LINK_DIR_IN_CONTAINER}")
 
     def limits(self, memory_limit: int | None, pids_limit: int | None) -> None:
         if memory_limit is not None and memory_limit > self.max_memory:
@@ -145,15 +141,21 @@ class RequestPolicy:
             for other in seen:
                 if nested(real, other):
                     where = "inside" if _inside(real, other) else "around"
-                    raise PolicyViolation(f"volumes.{host}", f"{host} resolves to {real}, which is {where} "
-                                          f"{other}, mounted by this request too: bind sources may not nest "
-                                          "(a container could swap one for a symlink through the other)")
+                    raise PolicyViolation(
+                        f"volumes.{host}",
+                        f"{host} resolves to {real}, which is {where} "
+                        f"{other}, mounted by this request too: bind sources may not nest "
+                        "(a container could swap one for a symlink through the other)",
+                    )
             for other, owner in bound.items():
                 if nested(real, other):
                     where = "inside" if _inside(real, other) else "around"
-                    raise PolicyViolation(f"volumes.{host}", f"{host} resolves to {real}, which is {where} "
-                                          f"{other}, the bind source of container {owner}: bind sources may "
-                                          "not nest (a container could swap one for a symlink through the other)")
+                    raise PolicyViolation(
+                        f"volumes.{host}",
+                        f"{host} resolves to {real}, which is {where} "
+                        f"{other}, the bind source of container {owner}: bind sources may "
+                        "not nest (a container could swap one for a symlink through the other)",
+                    )
             seen.append(real)
 
     # -- whole requests ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 Strict types (a port is an int, not "8080"), Docker's own name rules, and no
 unknown fields: a typo such as "enviroment" is an error, not silently ignored.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from flow_runtime.protocol import CONTROL_PREFIX
 
-NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"           # Docker's container name rule (2+ characters)
-MANAGED_ID_RE = re.compile(r"^[0-9a-f]{12}$")            # the shape of the manager's container ids
+NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"  # Docker's container name rule (2+ characters)
+MANAGED_ID_RE = re.compile(r"^[0-9a-f]{12}$")  # the shape of the manager's container ids
 # Docker's image reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest].
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?/)"
-IMAGE_RE = (rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
-            r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+IMAGE_RE = (
+    rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PORT_KEY_RE = re.compile(r"^(\d{1,5})(/(tcp|udp|sctp))?$")
 MAX_MESSAGE_BYTES = 1 << 20
@@ -40,12 +43,10 @@ class Request(BaseModel):
 class CreateContainer(Request):
     image: Image
     name: Name | None = None
-    environment: dict[str, Annotated[str, StringConstraints(max_length=65536)]] = Field(default_factory=dict,
-                                                                                        max_length=256)
+    environment: dict[str, Annotated[str, StringConstraints(max_length=65536)]] = Field(default_factory=dict, max_length=256)
     volumes: dict[AbsolutePath, AbsolutePath] = Field(default_factory=dict, max_length=64)
     ports: dict[str, HostPort] = Field(default_factory=dict, max_length=64)
-    command: list[Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]] | None = Field(
-        default=None, max_length=256)
+    command: list[Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]] | None = Field(default=None, max_length=256)
     code_path: AbsolutePath | None = None
     memory_limit: Annotated[int, Field(ge=6 << 20, le=1 << 40)] | None = None  # bytes; Docker's minimum is 6 MiB
     pids_limit: Annotated[int, Field(ge=1, le=1 << 22)] | None = None

@@ -4,6 +4,7 @@ Needs the Docker engine and the flow:latest image (see README), psutil and
 matplotlib (`pip install '.[bench]'`). Takes about 10 minutes; every container
 it creates is named fmbench-<run>-... and removed at the end, also on Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,10 @@ async def _safety_net(run_id: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"),
-                        help="directory for the JSON, the plots and the manager's log (default bench/results)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="directory for the JSON, the plots and the manager's log (default bench/results)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the bench, not a measurement")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = parser.parse_args(argv)
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     print()
     if args.quick:
-        print(f"QUICK RUN (--quick): a smoke test of the bench, not a measurement; the row names give the full "
-              f"sizes, this run used {sizes}")
+        print(f"QUICK RUN (--quick): a smoke test of the bench, not a measurement; the row names give the full sizes, this run used {sizes}")
     print(results["table"])
     print()
     if results["errors"]:

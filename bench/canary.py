@@ -8,6 +8,7 @@ what an idle process on the same machine suffered in the same seconds.
 
 `python -m bench.canary`: runs until stdin closes, then prints the lag window as JSON.
 """
+
 from __future__ import annotations
 
 import asyncio

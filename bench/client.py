@@ -3,6 +3,7 @@
 The test harness's client records every event (a catch-all handler); here
 that would cost client CPU per broadcast and show up as manager latency.
 """
+
 from __future__ import annotations
 
 import asyncio

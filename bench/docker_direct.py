@@ -6,6 +6,7 @@ environment), so a ratio against it isolates what the manager adds. "Plain"
 is a bare {"Image": ...} create, reported beside it to show what the
 container configuration itself costs on this engine.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,9 @@ class DirectDocker:
         self.links = LinkManager(str(workdir / "direct-sockets"), sink=None)  # type: ignore[arg-type]  # paths only
 
     def same_body(self, name: str) -> dict[str, Any]:
-        record = Record(id=new_container_id(), spec=ContainerSpec(image=self.image, name=name),
-                        desired=DesiredState.RUNNING, generation=1, created_at=time.time())
+        record = Record(
+            id=new_container_id(), spec=ContainerSpec(image=self.image, name=name), desired=DesiredState.RUNNING, generation=1, created_at=time.time()
+        )
         self.links.link_dir(record.id).mkdir(parents=True, exist_ok=True)  # the manager prepares it too
         binds, env = self.links.inputs(record)
         return docker_create_body(record, self.defaults, binds, {**env, "FLOW_CODE_DIR": CODE_DIR})
@@ -55,6 +57,7 @@ class DirectDocker:
         async def one(name: str) -> tuple[float, str]:
             create, start, docker_id = await self.create_start(self.same_body(name), name)
             return create + start, docker_id
+
         done = await asyncio.gather(*(one(n) for n in names))
         return time.perf_counter() - started, [d[0] for d in done], [d[1] for d in done]
 
@@ -68,4 +71,5 @@ class DirectDocker:
                 except aiodocker.DockerError as exc:
                     if exc.status != 404:
                         raise
+
         await asyncio.gather(*(one(d) for d in docker_ids))

@@ -10,6 +10,7 @@ that used the `subscribe_messages` extension.
 links' framing (4-byte length + JSON) that echoes every frame, standing in for
 the runtime on the other end of a link.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,7 @@ def serve_socketio(port: int) -> None:
     async def unicast(sid: str, data: Any = None) -> None:
         await sio.emit("pong", data, to=sid)
 
-    uvicorn.run(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                ws="websockets")
+    uvicorn.run(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets")
 
 
 async def _serve_unix(path: str) -> None:

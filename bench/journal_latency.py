@@ -16,6 +16,7 @@ journal p50 0.37-0.52 ms, p99 7-12 ms; SQLite p50 0.50-0.99 ms, p99 13-16 ms. SQ
 and the rules that matter (the controller sees only what is on disk, a refused write withdraws its
 intent) live in the store either way, so the manager keeps the JSON-lines journal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,13 @@ from store.journal import Journal, record_to_json
 
 def _summary(name: str, samples: list[float]) -> dict[str, float | str | int]:
     ordered = sorted(samples)
-    return {"backend": name, "n": len(ordered), "p50_ms": round(statistics.median(ordered) * 1000, 3),
-            "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
-            "max_ms": round(ordered[-1] * 1000, 3)}
+    return {
+        "backend": name,
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
 
 
 async def bench_journal(directory: Path, count: int) -> list[float]:

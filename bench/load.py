@@ -1,4 +1,5 @@
 """Closed-loop load: each worker does one round trip after another; nothing is pipelined."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """What the run ran on: machine, versions, load. Recorded in the JSON beside every figure."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,19 @@ from typing import Any
 
 import aiodocker
 
-PACKAGES = ("python-socketio", "python-engineio", "uvicorn", "websockets", "uvloop", "aiodocker", "aiohttp",
-            "pydantic", "tenacity", "psutil", "matplotlib")
+PACKAGES = (
+    "python-socketio",
+    "python-engineio",
+    "uvicorn",
+    "websockets",
+    "uvloop",
+    "aiodocker",
+    "aiohttp",
+    "pydantic",
+    "tenacity",
+    "psutil",
+    "matplotlib",
+)
 
 
 def _cpu_model() -> str:
@@ -60,8 +72,7 @@ def cpu_calibration_us(rounds: int = 5) -> float:
 def _git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
     except OSError:
         return None
@@ -81,8 +92,12 @@ async def describe(docker: aiodocker.Docker, root: Path) -> dict[str, Any]:
     except Exception as exc:  # recorded, not fatal: the phases will fail loudly anyway
         versions["docker_engine"] = f"unavailable: {exc!r}"
     machine = {
-        "hostname": platform.node(), "kernel": platform.release(), "cpu_model": _cpu_model(),
-        "cpus": os.cpu_count(), "memory_bytes": _memory_bytes(), "loadavg_start": loadavg(),
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "loadavg_start": loadavg(),
         "cpu_calibration_us": cpu_calibration_us(),
     }
     return {"machine": machine, "versions": versions, "commit": _git_commit(root)}

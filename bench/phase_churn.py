@@ -7,6 +7,7 @@ same window. Two baselines run in the same seconds: a canary process
 Socket.IO echo server probed the same way as list_containers, so what the
 churn costs every process on the machine is told apart from what the manager adds.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,14 @@ async def target(session: Session) -> dict[str, Any]:
     echo_server.start()
     echo = socketio.AsyncClient(reconnection=False)
     canary = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.canary", cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        sys.executable,
+        "-m",
+        "bench.canary",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         await echo.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
         await asyncio.sleep(1)  # started and measuring
@@ -59,9 +66,10 @@ async def target(session: Session) -> dict[str, Any]:
         pids = [session.manager.pid, *engine.values()]
         async with session.clients(clients) as connected:
             await session.metrics(reset=True)
-            probes = [asyncio.create_task(_probe(lambda: session.main.call("list_containers", {}), finished, listing)),
-                      asyncio.create_task(_probe(lambda: echo.call("echo", {"command": "list"}, timeout=30), finished,
-                                                 echoing))]
+            probes = [
+                asyncio.create_task(_probe(lambda: session.main.call("list_containers", {}), finished, listing)),
+                asyncio.create_task(_probe(lambda: echo.call("echo", {"command": "list"}, timeout=30), finished, echoing)),
+            ]
             before = cpu_seconds(pids)
             started = time.perf_counter()
             try:
@@ -78,18 +86,27 @@ async def target(session: Session) -> dict[str, Any]:
         echo_server.stop()
         out, _ = await canary.communicate(b"")  # closing its stdin ends the canary, also after a failure
     canary_lag = json.loads(out.decode().strip().splitlines()[-1])["window"]
-    return {"containers": count, "clients": clients, "seconds": round(elapsed, 2),
-            "max_loop_lag_ms": lag["window"]["max_lag_ms"], "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
-            # the part of the lag the loop thread spent on a CPU (its own work) vs. waiting for one
-            "max_busy_loop_lag_ms": lag["window"].get("max_busy_lag_ms"),
-            "busy_loop_lags_over_50ms": lag["window"].get("busy_lags_over_50ms"),
-            "cpu_during_max_loop_lag_ms": lag["window"].get("cpu_during_max_lag_ms"),
-            "canary_max_busy_lag_ms": canary_lag.get("max_busy_lag_ms"),
-            "loop_lag_samples": lag["window"]["samples"], "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
-            "list_ms": summarize(x * 1000 for x in listing), "gc": after.get("gc"),
-            # inside the manager: from the handler starting to its answer queued (the rest is socket + waiting)
-            "list_handler_ms": (after.get("requests") or {}).get("list_containers"),
-            "canary_max_lag_ms": canary_lag["max_lag_ms"], "canary_lags_over_50ms": canary_lag["lags_over_50ms"],
-            "canary_lag_samples": canary_lag["samples"], "echo_ms": summarize(x * 1000 for x in echoing),
-            "manager_cpu_percent": cpu_percent(before, after_cpu, session.manager.pid),
-            "dockerd_cpu_percent": cpu_percent(before, after_cpu, engine["dockerd"]) if "dockerd" in engine else None}
+    return {
+        "containers": count,
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "max_loop_lag_ms": lag["window"]["max_lag_ms"],
+        "loop_lags_over_50ms": lag["window"]["lags_over_50ms"],
+        # the part of the lag the loop thread spent on a CPU (its own work) vs. waiting for one
+        "max_busy_loop_lag_ms": lag["window"].get("max_busy_lag_ms"),
+        "busy_loop_lags_over_50ms": lag["window"].get("busy_lags_over_50ms"),
+        "cpu_during_max_loop_lag_ms": lag["window"].get("cpu_during_max_lag_ms"),
+        "canary_max_busy_lag_ms": canary_lag.get("max_busy_lag_ms"),
+        "loop_lag_samples": lag["window"]["samples"],
+        "loop_lag_p99_ms": lag["recent"]["p99_lag_ms"],
+        "list_ms": summarize(x * 1000 for x in listing),
+        "gc": after.get("gc"),
+        # inside the manager: from the handler starting to its answer queued (the rest is socket + waiting)
+        "list_handler_ms": (after.get("requests") or {}).get("list_containers"),
+        "canary_max_lag_ms": canary_lag["max_lag_ms"],
+        "canary_lags_over_50ms": canary_lag["lags_over_50ms"],
+        "canary_lag_samples": canary_lag["samples"],
+        "echo_ms": summarize(x * 1000 for x in echoing),
+        "manager_cpu_percent": cpu_percent(before, after_cpu, session.manager.pid),
+        "dockerd_cpu_percent": cpu_percent(before, after_cpu, engine["dockerd"]) if "dockerd" in engine else None,
+    }

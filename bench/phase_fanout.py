@@ -3,6 +3,7 @@
 The direct run goes first and its containers are removed before the
 manager's run, so both start from the same number of containers on the engine.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,11 @@ async def target(session: Session) -> dict[str, Any]:
         done = await asyncio.gather(*(create_start(connected[i % clients], name) for i, name in enumerate(names)))
         manager_s = time.perf_counter() - started
     session.running.extend(container_id for _, _, container_id in done)
-    return {"containers": count, "clients": clients, "manager_s": round(manager_s, 3), "direct_s": round(direct_s, 3),
-            "manager_each_ms": summarize((c + s) * 1000 for c, s, _ in done),
-            "direct_each_ms": summarize(x * 1000 for x in direct_each)}
+    return {
+        "containers": count,
+        "clients": clients,
+        "manager_s": round(manager_s, 3),
+        "direct_s": round(direct_s, 3),
+        "manager_each_ms": summarize((c + s) * 1000 for c, s, _ in done),
+        "direct_each_ms": summarize(x * 1000 for x in direct_each),
+    }

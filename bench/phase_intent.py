@@ -4,6 +4,7 @@ Manager and direct measurements are interleaved one by one (rotating which
 goes first), so both see the same engine load; the direct containers are
 removed right away so the engine holds the same number of containers for both.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,7 @@ async def interleaved(session: Session, count: int, with_plain: bool) -> dict[st
     m_create, m_start, d_create, d_start = [], [], [], []
     for i in range(count):
         steps = ["manager", "same"] + (["plain"] if with_plain else [])
-        steps = steps[i % len(steps):] + steps[:i % len(steps)]
+        steps = steps[i % len(steps) :] + steps[: i % len(steps)]
         leftovers = []
         for step in steps:
             name = session.name("intent")
@@ -37,9 +38,15 @@ async def interleaved(session: Session, count: int, with_plain: bool) -> dict[st
                 leftovers.append(docker_id)
         await session.direct.remove(leftovers)
     ms = lambda xs: summarize(x * 1000 for x in xs)  # noqa: E731
-    result = {"count": count, "manager_ms": ms(manager), "direct_same_body_ms": ms(same),
-              "manager_create_ms": ms(m_create), "manager_start_ms": ms(m_start),
-              "direct_create_ms": ms(d_create), "direct_start_ms": ms(d_start)}
+    result = {
+        "count": count,
+        "manager_ms": ms(manager),
+        "direct_same_body_ms": ms(same),
+        "manager_create_ms": ms(m_create),
+        "manager_start_ms": ms(m_start),
+        "direct_create_ms": ms(d_create),
+        "direct_start_ms": ms(d_start),
+    }
     if with_plain:
         result["direct_plain_ms"] = ms(plain)
     return result

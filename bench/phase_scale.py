@@ -1,4 +1,5 @@
 """Targets 4 and 6: status rounds, idle CPU and memory with many running managed containers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,6 +28,7 @@ async def fill_to(session: Session, total: int, in_flight: int = 20) -> float:
     async def one(client: BenchClient) -> tuple[float, float, str]:
         async with slots:
             return await create_start(client, session.name("fill"))
+
     async with session.clients(session.sizes.clients) as connected:
         done = await asyncio.gather(*(one(connected[i % len(connected)]) for i in range(missing)))
     session.running.extend(container_id for _, _, container_id in done)
@@ -53,15 +55,17 @@ async def status_and_idle(session: Session) -> dict[str, Any]:
     rounds = rounds_seen(arrivals, ticks, expected, STATUS_INTERVAL)
     full = [r for r in rounds if r["full"]]
     return {
-        "containers": expected, "window_s": session.sizes.idle_seconds,
+        "containers": expected,
+        "window_s": session.sizes.idle_seconds,
         "manager_cpu_percent": cpu_percent(before, after, session.manager.pid),
         "dockerd_cpu_percent": cpu_percent(before, after, engine["dockerd"]) if "dockerd" in engine else None,
         "containerd_cpu_percent": cpu_percent(before, after, engine["containerd"]) if "containerd" in engine else None,
-        "rounds": rounds, "full_rounds": len(full), "incomplete_rounds": len(rounds) - len(full),
+        "rounds": rounds,
+        "full_rounds": len(full),
+        "incomplete_rounds": len(rounds) - len(full),
         "worst_round_ms": max((r["last_after_tick_ms"] for r in full), default=None),
         "server_rounds": [r for r in metrics["status_rounds"] if r["tick"] in ticks],
-        "docker_calls_in_window": {k: v - calls_before.get(k, 0) for k, v in metrics["docker_calls"].items()
-                                   if v - calls_before.get(k, 0)},
+        "docker_calls_in_window": {k: v - calls_before.get(k, 0) for k, v in metrics["docker_calls"].items() if v - calls_before.get(k, 0)},
         "gc": metrics.get("gc"),
     }
 

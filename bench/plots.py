@@ -1,4 +1,5 @@
 """PNG plots of a run: intent-to-running and message round trip against the number of managed containers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def plot(results: dict[str, Any], out_dir: Path, prefix: str = "") -> list[Path]
         fig, ax = plt.subplots(figsize=(7, 4.2))
         xs = [_x(p) for p in intent]
         ax.plot(xs, [p["intent_ms"]["p50"] for p in intent], "o-", label="through flow-manager, p50")
-        ax.fill_between(xs, [p["intent_ms"]["min"] for p in intent], [p["intent_ms"]["p90"] for p in intent],
-                        alpha=0.15, label="flow-manager min..p90")
+        ax.fill_between(
+            xs, [p["intent_ms"]["min"] for p in intent], [p["intent_ms"]["p90"] for p in intent], alpha=0.15, label="flow-manager min..p90"
+        )
         ax.plot(xs, [p["direct_ms"]["p50"] for p in intent], "s--", label="aiodocker direct, same body, p50")
         ax.set_xlabel("managed containers")
         ax.set_ylabel("create + start until running (ms)")

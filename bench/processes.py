@@ -1,4 +1,5 @@
 """The processes the benchmark starts (the manager, echo servers) and CPU/memory readings of any process."""
+
 from __future__ import annotations
 
 import os
@@ -26,17 +27,14 @@ def free_port() -> int:
 class Child:
     """A Python child process importing this checkout (not whatever `pip install -e` points at)."""
 
-    def __init__(self, args: list[str], log_path: Path, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.args, self.log_path, self.port, self.extra_env = args, log_path, port, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, **self.extra_env,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **self.extra_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
         if self.port is None:
             return
@@ -85,9 +83,26 @@ def manager(workdir: Path, instance: str) -> Child:
     capacity, not the policy.
     """
     port = free_port()
-    args = ["-m", "flow_manager.cli", "serve", "--port", str(port), "--instance", instance, "--no-build-image",
-            "--socket-dir", str(workdir / "sockets"), "--state-dir", str(workdir / "state"),
-            "--request-timeout", "300", "--max-containers", "400", "--client-rate-limit", "0"]
+    args = [
+        "-m",
+        "flow_manager.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--instance",
+        instance,
+        "--no-build-image",
+        "--socket-dir",
+        str(workdir / "sockets"),
+        "--state-dir",
+        str(workdir / "state"),
+        "--request-timeout",
+        "300",
+        "--max-containers",
+        "400",
+        "--client-rate-limit",
+        "0",
+    ]
     return Child(args, workdir / "manager.log", port)
 
 

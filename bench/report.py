@@ -5,6 +5,7 @@ machine is shared and noisy, so absolute Docker times mean little) or an
 absolute bound. Every row carries the baseline it was compared with, so the
 table reads on its own.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,9 +55,18 @@ class Row:
         return value >= self.limit if self.kind == "min" else value <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.key, "name": self.name, "unit": self.unit, "kind": self.kind, "limit": self.limit,
-                "figure": self.figure, "baseline": self.baseline, "baseline_label": self.baseline_label,
-                "ratio": self.ratio, "passed": self.passed}
+        return {
+            "target": self.key,
+            "name": self.name,
+            "unit": self.unit,
+            "kind": self.kind,
+            "limit": self.limit,
+            "figure": self.figure,
+            "baseline": self.baseline,
+            "baseline_label": self.baseline_label,
+            "ratio": self.ratio,
+            "passed": self.passed,
+        }
 
 
 def _get(results: dict[str, Any], *path: str) -> float | None:
@@ -69,48 +79,135 @@ def _get(results: dict[str, Any], *path: str) -> float | None:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("1", "intent to running, p50 (create+start, 1 client)", "ms", "max_ratio", 1.15,
-           lambda r: _get(r, "intent", "manager_ms", "p50"),
-           lambda r: _get(r, "intent", "direct_same_body_ms", "p50"), "aiodocker create+start, same body, p50"),
-    Target("2", "fan-out: 100 containers by 10 clients until all run", "s", "max_ratio", 1.25,
-           lambda r: _get(r, "fanout", "manager_s"),
-           lambda r: _get(r, "fanout", "direct_s"), "100 concurrent aiodocker create+start, same body"),
-    Target("3a", "message round trip p50, 1 client", "ms", "max", 1.5,
-           lambda r: _get(r, "messages", "rtt_ms", "p50"),
-           lambda r: _get(r, "baselines", "socketio_rtt_ms", "p50"), "bare Socket.IO call() p50"),
-    Target("3b", "message round trip p99, 1 client", "ms", "max", 5.0,
-           lambda r: _get(r, "messages", "rtt_ms", "p99"),
-           lambda r: _get(r, "baselines", "socketio_rtt_ms", "p99"), "bare Socket.IO call() p99"),
-    Target("3c", "round trips per second, 10 clients", "1/s", "min", 2000.0,
-           lambda r: _get(r, "messages", "throughput_per_s"),
-           lambda r: _get(r, "baselines", "socketio_broadcast_per_s"), "bare Socket.IO, reply broadcast to 10 clients"),
-    Target("3c+", "round trips per second, 10 clients, each subscribed to its container (extension)", "1/s", "min",
-           2000.0, lambda r: _get(r, "messages", "subscribed_throughput_per_s"),
-           lambda r: _get(r, "baselines", "socketio_unicast_per_s"), "bare Socket.IO, reply to the sender only"),
-    Target("4a", "status round delivered after its tick, worst round (200 running)", "ms", "max", 500.0,
-           lambda r: _get(r, "status_scale", "worst_round_ms"),
-           lambda r: _get(r, "status_scale", "containers"), "containers per round", False),
-    Target("4b", "manager CPU while idle (200 running)", "% of a core", "max", 5.0,
-           lambda r: _get(r, "status_scale", "manager_cpu_percent"),
-           lambda r: _get(r, "status_scale", "dockerd_cpu_percent"), "dockerd CPU, same window", False),
-    Target("5a", "worst event-loop lag during create/stop/delete of 100", "ms", "max", 50.0,
-           lambda r: _get(r, "churn", "max_loop_lag_ms"),
-           lambda r: _get(r, "churn", "canary_max_lag_ms"), "idle canary process, same seconds"),
-    Target("5a*", "the same, counting only lag the loop spent on a CPU (its own work)", "ms", "max", 50.0,
-           lambda r: _get(r, "churn", "max_busy_loop_lag_ms"),
-           lambda r: _get(r, "churn", "cpu_during_max_loop_lag_ms"), "loop CPU during the worst lag of 5a", False),
-    Target("5b", "list_containers p99 during that churn", "ms", "max", 20.0,
-           lambda r: _get(r, "churn", "list_ms", "p99"),
-           lambda r: _get(r, "churn", "echo_ms", "p99"), "bare Socket.IO echo p99, same seconds"),
-    Target("6", "manager RSS with 200 managed containers", "MB", "max", 150.0,
-           lambda r: _get(r, "memory", "rss_mb"),
-           lambda r: _get(r, "memory", "containers"), "managed containers", False),
+    Target(
+        "1",
+        "intent to running, p50 (create+start, 1 client)",
+        "ms",
+        "max_ratio",
+        1.15,
+        lambda r: _get(r, "intent", "manager_ms", "p50"),
+        lambda r: _get(r, "intent", "direct_same_body_ms", "p50"),
+        "aiodocker create+start, same body, p50",
+    ),
+    Target(
+        "2",
+        "fan-out: 100 containers by 10 clients until all run",
+        "s",
+        "max_ratio",
+        1.25,
+        lambda r: _get(r, "fanout", "manager_s"),
+        lambda r: _get(r, "fanout", "direct_s"),
+        "100 concurrent aiodocker create+start, same body",
+    ),
+    Target(
+        "3a",
+        "message round trip p50, 1 client",
+        "ms",
+        "max",
+        1.5,
+        lambda r: _get(r, "messages", "rtt_ms", "p50"),
+        lambda r: _get(r, "baselines", "socketio_rtt_ms", "p50"),
+        "bare Socket.IO call() p50",
+    ),
+    Target(
+        "3b",
+        "message round trip p99, 1 client",
+        "ms",
+        "max",
+        5.0,
+        lambda r: _get(r, "messages", "rtt_ms", "p99"),
+        lambda r: _get(r, "baselines", "socketio_rtt_ms", "p99"),
+        "bare Socket.IO call() p99",
+    ),
+    Target(
+        "3c",
+        "round trips per second, 10 clients",
+        "1/s",
+        "min",
+        2000.0,
+        lambda r: _get(r, "messages", "throughput_per_s"),
+        lambda r: _get(r, "baselines", "socketio_broadcast_per_s"),
+        "bare Socket.IO, reply broadcast to 10 clients",
+    ),
+    Target(
+        "3c+",
+        "round trips per second, 10 clients, each subscribed to its container (extension)",
+        "1/s",
+        "min",
+        2000.0,
+        lambda r: _get(r, "messages", "subscribed_throughput_per_s"),
+        lambda r: _get(r, "baselines", "socketio_unicast_per_s"),
+        "bare Socket.IO, reply to the sender only",
+    ),
+    Target(
+        "4a",
+        "status round delivered after its tick, worst round (200 running)",
+        "ms",
+        "max",
+        500.0,
+        lambda r: _get(r, "status_scale", "worst_round_ms"),
+        lambda r: _get(r, "status_scale", "containers"),
+        "containers per round",
+        False,
+    ),
+    Target(
+        "4b",
+        "manager CPU while idle (200 running)",
+        "% of a core",
+        "max",
+        5.0,
+        lambda r: _get(r, "status_scale", "manager_cpu_percent"),
+        lambda r: _get(r, "status_scale", "dockerd_cpu_percent"),
+        "dockerd CPU, same window",
+        False,
+    ),
+    Target(
+        "5a",
+        "worst event-loop lag during create/stop/delete of 100",
+        "ms",
+        "max",
+        50.0,
+        lambda r: _get(r, "churn", "max_loop_lag_ms"),
+        lambda r: _get(r, "churn", "canary_max_lag_ms"),
+        "idle canary process, same seconds",
+    ),
+    Target(
+        "5a*",
+        "the same, counting only lag the loop spent on a CPU (its own work)",
+        "ms",
+        "max",
+        50.0,
+        lambda r: _get(r, "churn", "max_busy_loop_lag_ms"),
+        lambda r: _get(r, "churn", "cpu_during_max_loop_lag_ms"),
+        "loop CPU during the worst lag of 5a",
+        False,
+    ),
+    Target(
+        "5b",
+        "list_containers p99 during that churn",
+        "ms",
+        "max",
+        20.0,
+        lambda r: _get(r, "churn", "list_ms", "p99"),
+        lambda r: _get(r, "churn", "echo_ms", "p99"),
+        "bare Socket.IO echo p99, same seconds",
+    ),
+    Target(
+        "6",
+        "manager RSS with 200 managed containers",
+        "MB",
+        "max",
+        150.0,
+        lambda r: _get(r, "memory", "rss_mb"),
+        lambda r: _get(r, "memory", "containers"),
+        "managed containers",
+        False,
+    ),
 )
 
 
 def evaluate(results: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> list[Row]:
-    return [Row(t.key, t.name, t.unit, t.kind, t.limit, t.figure(results), t.baseline(results), t.baseline_label,
-                t.comparable) for t in targets]
+    return [Row(t.key, t.name, t.unit, t.kind, t.limit, t.figure(results), t.baseline(results), t.baseline_label, t.comparable) for t in targets]
 
 
 def _fmt(value: float | None) -> str:
@@ -129,12 +226,9 @@ def _limit(row: Row) -> str:
 
 def table(rows: list[Row]) -> str:
     """A Markdown table: readable in a terminal and pasteable into docs/performance.md."""
-    lines = ["| # | target | figure | baseline (same run) | ratio | limit | result |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| # | target | figure | baseline (same run) | ratio | limit | result |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         baseline = f"{_fmt(row.baseline)} ({row.baseline_label})" if row.baseline_label else "-"
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[row.passed]
-        lines.append(f"| {row.key} | {row.name} | {_fmt(row.figure)} {row.unit} | {baseline} | "
-                     f"{_fmt(row.ratio)} | "
-                     f"{_limit(row)} | {verdict} |")
+        lines.append(f"| {row.key} | {row.name} | {_fmt(row.figure)} {row.unit} | {baseline} | {_fmt(row.ratio)} | {_limit(row)} | {verdict} |")
     return "\n".join(lines)

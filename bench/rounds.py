@@ -1,11 +1,11 @@
 """Matching the container_status_update events a client received to the manager's status ticks (pure)."""
+
 from __future__ import annotations
 
 from typing import Any
 
 
-def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected: int,
-                interval: float) -> list[dict[str, Any]]:
+def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected: int, interval: float) -> list[dict[str, Any]]:
     """For each tick: how many containers' updates arrived before the next one was due, and when the last did.
 
     `arrivals` are (wall time, container_id) as the client received them; `ticks`
@@ -20,7 +20,13 @@ def rounds_seen(arrivals: list[tuple[float, str]], ticks: list[float], expected:
         if not inside:
             continue
         last = max(at for at, _ in inside)
-        result.append({"tick": tick, "updates": len(inside), "containers": len({cid for _, cid in inside}),
-                       "full": len({cid for _, cid in inside}) >= expected,
-                       "last_after_tick_ms": round((last - tick) * 1000, 1)})
+        result.append(
+            {
+                "tick": tick,
+                "updates": len(inside),
+                "containers": len({cid for _, cid in inside}),
+                "full": len({cid for _, cid in inside}) >= expected,
+                "last_after_tick_ms": round((last - tick) * 1000, 1),
+            }
+        )
     return result

@@ -6,6 +6,7 @@ runs at a low count; the fan-out's direct baseline runs just before the
 manager's fan-out; the manager then grows to `scale` containers in steps,
 taking a plot point at each, and the quiet window for targets 4 and 6 comes last.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,7 @@ class Run:
         self.instance = f"bench-{run_id}"
         self.direct_instance = f"bench-{run_id}-direct"
         self.manager: processes.Child | None = None
-        self.results: dict[str, Any] = {"run_id": run_id, "sizes": asdict(sizes), "baselines": {}, "sweep": [],
-                                        "errors": {}}
+        self.results: dict[str, Any] = {"run_id": run_id, "sizes": asdict(sizes), "baselines": {}, "sweep": [], "errors": {}}
 
     async def phase(self, name: str, action: Callable[[], Awaitable[Any]], store: bool = True) -> Any:
         log(f"{name} ...")
@@ -78,8 +78,7 @@ class Run:
         runtime = await self.phase("runtime_echo", lambda: runtime_echo(self.workdir, sizes.pings), store=False)
         if runtime:
             self.results["baselines"]["runtime_echo_rtt_ms"] = runtime["rtt_ms"]
-        sio = await self.phase("socketio_echo", lambda: socketio_baselines(self.workdir, sizes.pings, sizes.clients,
-                                                                          sizes.load_seconds), store=False)
+        sio = await self.phase("socketio_echo", lambda: socketio_baselines(self.workdir, sizes.pings, sizes.clients, sizes.load_seconds), store=False)
         if sio:
             self.results["baselines"].update(sio)
 
@@ -87,15 +86,15 @@ class Run:
         self.manager = processes.manager(self.workdir, self.instance)
         self.manager.start()
         main = await BenchClient().connect(f"http://127.0.0.1:{self.manager.port}")
-        session = Session(self.run_id, self.workdir, self.sizes, self.manager, docker,
-                          DirectDocker(docker, self.direct_instance, self.workdir), main)
+        session = Session(self.run_id, self.workdir, self.sizes, self.manager, docker, DirectDocker(docker, self.direct_instance, self.workdir), main)
         self.session = session
         sweep = self.results["sweep"]
 
         intent = await self.phase("intent", lambda: phase_intent.target(session))
         if intent:
-            sweep.append({"managed": 0, "managed_after": len(session.running), "intent_ms": intent["manager_ms"],
-                          "direct_ms": intent["direct_same_body_ms"]})
+            sweep.append(
+                {"managed": 0, "managed_after": len(session.running), "intent_ms": intent["manager_ms"], "direct_ms": intent["direct_same_body_ms"]}
+            )
         messages = await self.phase("messages", lambda: phase_messages.target(session))
         if messages:
             sweep.append({"managed": len(session.running), "rtt_ms": messages["rtt_ms"]})
@@ -111,8 +110,7 @@ class Run:
             point = await self.phase(f"level_{before}", lambda: phase_intent.level_point(session, before), store=False)
             if point:
                 sweep.append({**point, "managed_after": len(session.running)})
-            rtt = await self.phase(f"rtt_{len(session.running)}",
-                                   lambda: phase_messages.rtt(session, max(200, self.sizes.pings // 2)), store=False)
+            rtt = await self.phase(f"rtt_{len(session.running)}", lambda: phase_messages.rtt(session, max(200, self.sizes.pings // 2)), store=False)
             if rtt:
                 sweep.append({"managed": len(session.running), "rtt_ms": rtt})
         await self.phase("fill_scale", lambda: phase_scale.fill_to(session, self.sizes.scale), store=False)
@@ -134,6 +132,7 @@ class Run:
                         await session.main.call("delete_container", {"container_id": container_id}, timeout=60)
                     except Exception:
                         pass  # the force-removal below catches anything left
+
             started = time.perf_counter()
             await asyncio.gather(*(delete(c) for c in session.running))
             self.results["delete_all_s"] = round(time.perf_counter() - started, 2)

@@ -1,4 +1,5 @@
 """What every phase shares: the manager under test, its clients, the Docker baselines, and the sizes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,20 +22,19 @@ IMAGE = "flow:latest"
 class Sizes:
     """How much each phase does; `quick()` is a smoke test, not a measurement."""
 
-    intent: int = 20            # target 1: sequential create+start through the manager (and directly)
-    level_sample: int = 8       # intent-to-running samples at each later level (plots)
-    fanout: int = 100           # target 2
-    clients: int = 10           # targets 2, 3, 5
-    pings: int = 1000           # target 3, one client
-    load_seconds: float = 5.0   # target 3, ten clients
-    churn: int = 100            # target 5
-    scale: int = 200            # targets 4 and 6
+    intent: int = 20  # target 1: sequential create+start through the manager (and directly)
+    level_sample: int = 8  # intent-to-running samples at each later level (plots)
+    fanout: int = 100  # target 2
+    clients: int = 10  # targets 2, 3, 5
+    pings: int = 1000  # target 3, one client
+    load_seconds: float = 5.0  # target 3, ten clients
+    churn: int = 100  # target 5
+    scale: int = 200  # targets 4 and 6
     idle_seconds: float = 35.0  # target 4: window for CPU and status rounds (default status interval 10 s)
 
     @classmethod
     def quick(cls) -> "Sizes":
-        return cls(intent=4, level_sample=2, fanout=10, clients=4, pings=200, load_seconds=2.0, churn=8, scale=24,
-                   idle_seconds=12.0)
+        return cls(intent=4, level_sample=2, fanout=10, clients=4, pings=200, load_seconds=2.0, churn=8, scale=24, idle_seconds=12.0)
 
 
 @dataclass

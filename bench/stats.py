@@ -1,4 +1,5 @@
 """Summaries of latency samples (pure, unit-tested)."""
+
 from __future__ import annotations
 
 import math

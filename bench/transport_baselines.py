@@ -1,4 +1,5 @@
 """Same-run baselines for messages: bare Socket.IO and a bare AF_UNIX echo, no manager in between."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +41,7 @@ async def _framed_pings(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.write(frame)
         await read_frame(reader)
         return time.perf_counter() - started
+
     samples = await sequential(round_trip, count, warmup=100)
     writer.close()
     return {"rtt_ms": summarize(s * 1000 for s in samples)}
@@ -51,16 +53,19 @@ async def runtime_echo(workdir: Path, count: int) -> dict[str, Any]:
     Against unix_echo this isolates what the runtime itself adds to a round trip.
     """
     path = workdir / "runtime.sock"
-    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = \
-        asyncio.get_running_loop().create_future()
+    connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.get_running_loop().create_future()
 
     def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not connected.done():
             connected.set_result((reader, writer))
+
     server = await asyncio.start_unix_server(accept, path=str(path))
     (workdir / "no-code").mkdir(exist_ok=True)
-    runtime = Child(["-m", "flow_runtime"], workdir / "runtime.log",
-                    env={"FLOW_LINK": str(path), "FLOW_CODE_DIR": str(workdir / "no-code"), "FLOW_LOG_LEVEL": "WARNING"})
+    runtime = Child(
+        ["-m", "flow_runtime"],
+        workdir / "runtime.log",
+        env={"FLOW_LINK": str(path), "FLOW_CODE_DIR": str(workdir / "no-code"), "FLOW_LOG_LEVEL": "WARNING"},
+    )
     runtime.start()
     try:
         reader, writer = await asyncio.wait_for(connected, 30)
@@ -86,6 +91,7 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
             started = time.perf_counter()
             await one.call("echo", {"command": "ping"}, timeout=10)
             return time.perf_counter() - started
+
         rtt = await sequential(call, count, warmup=100)
 
         for _ in range(clients - 1):
@@ -101,12 +107,16 @@ async def socketio_baselines(workdir: Path, count: int, clients: int, duration: 
             after = cpu_seconds([server.pid, os.getpid()])
             server_cpu_s = after.seconds[server.pid] - before.seconds[server.pid]
             client_cpu_s = after.seconds[os.getpid()] - before.seconds[os.getpid()]
-            results.update({
-                f"socketio_{event}_per_s": round(load.per_second, 1),
-                f"socketio_{event}_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
-                f"socketio_{event}_client_cpu_ms_per_rt": round(client_cpu_s * 1000 / max(load.completed, 1), 3),
-                f"socketio_{event}_rtt_ms": summarize(s * 1000 for s in load.latencies),
-                f"socketio_{event}_clients": clients, f"socketio_{event}_errors": load.errors})
+            results.update(
+                {
+                    f"socketio_{event}_per_s": round(load.per_second, 1),
+                    f"socketio_{event}_server_cpu_ms_per_rt": round(server_cpu_s * 1000 / max(load.completed, 1), 3),
+                    f"socketio_{event}_client_cpu_ms_per_rt": round(client_cpu_s * 1000 / max(load.completed, 1), 3),
+                    f"socketio_{event}_rtt_ms": summarize(s * 1000 for s in load.latencies),
+                    f"socketio_{event}_clients": clients,
+                    f"socketio_{event}_errors": load.errors,
+                }
+            )
             for client in connected:
                 client.handlers.get("/", {}).pop("pong", None)
         return results
@@ -123,6 +133,7 @@ def _round_trip(client: socketio.AsyncClient, me: int, event: str):  # type: ign
     def on_pong(data: dict[str, Any]) -> None:
         if data.get("client") == me and (waiter := waiting.pop("next", None)) and not waiter.done():
             waiter.set_result(time.perf_counter())
+
     client.on("pong", on_pong)
 
     async def round_trip() -> float:
@@ -131,4 +142,5 @@ def _round_trip(client: socketio.AsyncClient, me: int, event: str):  # type: ign
         started = time.perf_counter()
         await client.emit(event, {"client": me, "command": "ping"})
         return await asyncio.wait_for(waiter, 10) - started
+
     return round_trip

@@ -12,6 +12,7 @@ are checked again (controller.bind_sources): Docker follows symlinks in a
 bind source at each start, so a check made only when the request arrived
 would not hold when the mount is made.
 """
+
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
@@ -40,9 +41,14 @@ ACTIVITY = {
 
 
 class Applier:
-    def __init__(self, docker: DockerAdapter, defaults: ContainerDefaults,
-                 links: LinkManager | None = None, deployer: CodeDeployer | None = None,
-                 binds: BindGuard | None = None) -> None:
+    def __init__(
+        self,
+        docker: DockerAdapter,
+        defaults: ContainerDefaults,
+        links: LinkManager | None = None,
+        deployer: CodeDeployer | None = None,
+        binds: BindGuard | None = None,
+    ) -> None:
         self.docker, self.defaults, self.links, self.deployer = docker, defaults, links, deployer
         self.binds = binds
 
@@ -60,9 +66,14 @@ class Applier:
         """The configuration hash a container of this record must carry, or it is recreated."""
         return str(self.body(record)["Labels"][labels.SPEC_HASH])
 
-    async def apply(self, record: Record, action: Action, target: str | None,
-                    acknowledge: Callable[[str, bool], Awaitable[None]],
-                    checkpoint: Callable[[str], Awaitable[None]]) -> tuple[str | None, Activity | None]:
+    async def apply(
+        self,
+        record: Record,
+        action: Action,
+        target: str | None,
+        acknowledge: Callable[[str, bool], Awaitable[None]],
+        checkpoint: Callable[[str], Awaitable[None]],
+    ) -> tuple[str | None, Activity | None]:
         """Run one action; returns the docker id it produced or acted on, and its activity.
 
         `checkpoint` lets the reconciler observe between the two halves of a
@@ -120,8 +131,7 @@ class Applier:
                 self.deployer.forget(target)
             return target, None
         activity_type, verb = ACTIVITY[act]
-        details = {"name": record.spec.name, "image": record.spec.image, "docker_id": target, "reason": action.reason,
-                   **details}
+        details = {"name": record.spec.name, "image": record.spec.image, "docker_id": target, "reason": action.reason, **details}
         if act is Act.DEPLOY:
             details.update(code_revision=record.code_revision, code_path=record.code_path)
         return target, Activity(activity_type, record.id, f"Container {record.spec.name} {verb}", details)

@@ -16,6 +16,7 @@ in a directory on the path can swap a component in it. Containers cannot, becaus
 managed container lies inside or contains another's (the policy refuses it at admission); host users who
 can write under a volume root can, which is why the README asks for roots only trusted users can write.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,10 +53,13 @@ class BindSourceRefused(DockerFailure):
     """A container is not created or started: one of its bind sources is not what was admitted."""
 
     def __init__(self, host_path: str, container_path: str, why: str, reason: str, operation: str) -> None:
-        super().__init__("validation_error", f"volume {host_path} (mounted at {container_path}) {why}; "
-                         "the container is not started until the path is a plain directory again",
-                         operation=operation, permanent=True,
-                         details={"reason": reason, "host_path": host_path, "container_path": container_path})
+        super().__init__(
+            "validation_error",
+            f"volume {host_path} (mounted at {container_path}) {why}; the container is not started until the path is a plain directory again",
+            operation=operation,
+            permanent=True,
+            details={"reason": reason, "host_path": host_path, "container_path": container_path},
+        )
         self.reason, self.host_path = reason, host_path
 
 
@@ -84,7 +88,7 @@ def walk(real: str, create_from: int | None = None) -> str | None:
     try:
         for index, name in enumerate(parts):
             last = index == len(parts) - 1
-            shown = "/" + "/".join(parts[:index + 1])
+            shown = "/" + "/".join(parts[: index + 1])
             flags = _LEAF if last else _DIRECTORY
             try:
                 opened = os.open(name, flags, dir_fd=current)

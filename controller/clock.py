@@ -3,6 +3,7 @@
 One place for the format, so every timestamp a client sees reads the same
 (controller events, status, errors, payloads).
 """
+
 from __future__ import annotations
 
 import time

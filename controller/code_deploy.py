@@ -8,6 +8,7 @@ A running flow runtime is then told to reload over its link, and the deploy
 completes only when the runtime reports it runs the new revision, so
 `container_updated` means the new code answers.
 """
+
 from __future__ import annotations
 
 from controller.adapters.docker import DockerAdapter, DockerFailure
@@ -34,8 +35,7 @@ class CodeDeployer:
         revision = record.code_revision
         archive = await self.codes.open(revision) if revision else None
         if revision is None or archive is None:
-            raise DockerFailure("system_error", f"code revision {revision} is not available", operation="update_container",
-                                permanent=True)
+            raise DockerFailure("system_error", f"code revision {revision} is not available", operation="update_container", permanent=True)
         try:  # streamed from disk: a fresh revision directory, then the /opt/flow/code symlink switched to it
             await self.docker.put_archive(docker_id, "/", archive)
         finally:

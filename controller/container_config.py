@@ -1,4 +1,5 @@
 """Turning a desired record into the body of Docker's container-create call (pure)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,9 @@ def port_key(container_port: str) -> str:
     return container_port if "/" in container_port else f"{container_port}/tcp"
 
 
-def docker_create_body(record: Record, defaults: ContainerDefaults,
-                       extra_binds: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def docker_create_body(
+    record: Record, defaults: ContainerDefaults, extra_binds: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     spec = record.spec
     env = {**spec.environment, **(extra_env or {}), "FLOW_CONTAINER_ID": record.id}
     body: dict[str, Any] = {
@@ -50,18 +52,17 @@ def docker_create_body(record: Record, defaults: ContainerDefaults,
         "StopTimeout": defaults.stop_timeout,
         "HostConfig": {
             "Binds": [f"{host}:{inside}" for host, inside in spec.volumes.items()] + list(extra_binds),
-            "PortBindings": {
-                port_key(p): [{"HostIp": defaults.publish_host_ip, "HostPort": str(host_port)}]
-                for p, host_port in spec.ports.items()
-            },
+            "PortBindings": {port_key(p): [{"HostIp": defaults.publish_host_ip, "HostPort": str(host_port)}] for p, host_port in spec.ports.items()},
             "Init": defaults.init,
             # Unprivileged, whatever the image asks for: no privileged mode, no setuid gains, no host namespaces
             # (network, pid, ipc and uts stay the container's own), bounded memory (no swap) and pids.
             "Privileged": False,
-            "CapDrop": ["ALL"], "CapAdd": list(CAPABILITIES),  # an allowlist: Docker's defaults may grow
+            "CapDrop": ["ALL"],
+            "CapAdd": list(CAPABILITIES),  # an allowlist: Docker's defaults may grow
             "SecurityOpt": ["no-new-privileges"],
             "IpcMode": "private",
-            "Memory": defaults.memory_limit, "MemorySwap": defaults.memory_limit,
+            "Memory": defaults.memory_limit,
+            "MemorySwap": defaults.memory_limit,
             "PidsLimit": defaults.pids_limit,
         },
     }

@@ -8,6 +8,7 @@ controller looks at it; the runs judged so far are journaled with the record
 follows kubelet: the first restart is immediate, then `initial` doubling up
 to `maximum`, forgotten after `reset_after` seconds of clean running.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,7 @@ def run_ended(observed: Observed | None) -> bool:
     return observed.finished_at is not None and observed.finished_at >= observed.started_at
 
 
-def detect_crash(record: Record | None, observed: Observed | None,
-                 acknowledged: frozenset[RunKey] | set[RunKey]) -> Crash | None:
+def detect_crash(record: Record | None, observed: Observed | None, acknowledged: frozenset[RunKey] | set[RunKey]) -> Crash | None:
     """`acknowledged`: runs already judged (ended by the manager, or judged before): never a crash."""
     if record is None or observed is None or record.desired is not DesiredState.RUNNING:
         return None
@@ -63,8 +63,7 @@ def detect_crash(record: Record | None, observed: Observed | None,
         return None
     if observed.run_key in acknowledged:
         return None
-    return Crash(observed.exit_code, observed.oom_killed, observed.error,
-                 observed.started_at, observed.finished_at)
+    return Crash(observed.exit_code, observed.oom_killed, observed.error, observed.started_at, observed.finished_at)
 
 
 def next_crash_count(previous: int, crash: Crash, policy: RestartBackoff) -> int:

@@ -6,6 +6,7 @@ is journaled with the record (Record.ended_runs): a crash, or not one (the manag
 did not want it running, the engine stopped it during an outage), so a restarted manager never judges
 it again. What it saw goes to the read side (controller/view.py).
 """
+
 from __future__ import annotations
 
 import time
@@ -30,9 +31,18 @@ class RunObserver(Protocol):
 
 
 class Diffs:
-    def __init__(self, store: MemoryStore, sink: EventSink, view: Observations, memory: Memory,
-                 engine: EngineState, logs: Logs, *, backoff: RestartBackoff,
-                 links: RunObserver | None = None) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        sink: EventSink,
+        view: Observations,
+        memory: Memory,
+        engine: EngineState,
+        logs: Logs,
+        *,
+        backoff: RestartBackoff,
+        links: RunObserver | None = None,
+    ) -> None:
         self.store, self.sink, self.view, self.memory, self.engine = store, sink, view, memory, engine
         self.logs, self.backoff, self.links = logs, backoff, links
 
@@ -42,8 +52,7 @@ class Diffs:
         if current is not None and run not in current.ended_runs:
             self.store.note(key, ended_runs=(*current.ended_runs, run)[-ENDED_RUNS_KEPT:])
 
-    async def diff(self, key: str, record: Record | None, observed: Observed | None, *,
-                   new_intent: bool = False) -> None:
+    async def diff(self, key: str, record: Record | None, observed: Observed | None, *, new_intent: bool = False) -> None:
         """Publish what changed since the last look; each change exactly once.
 
         `new_intent`: the first look at a client's new generation; a crash found now is reported but earns
@@ -68,21 +77,29 @@ class Diffs:
             delay = 0.0 if new_intent else self.backoff.delay(seen.crash_count)
             seen.restart_not_before = now + delay if delay else None
             logs = await self.logs.logs_tail(observed.docker_id)
-            self.sink.publish(ContainerCrashed(key, crash.exit_code, crash.description, logs, crash.oom_killed,
-                                               delay, now))
-            self.sink.publish(Activity("container_crash", key, f"Container {record.spec.name} crashed: "
-                                       f"{crash.description}", {"exit_code": crash.exit_code,
-                                                                 "restart_in": delay,
-                                                                 "crash_count": seen.crash_count}))
+            self.sink.publish(ContainerCrashed(key, crash.exit_code, crash.description, logs, crash.oom_killed, delay, now))
+            self.sink.publish(
+                Activity(
+                    "container_crash",
+                    key,
+                    f"Container {record.spec.name} crashed: {crash.description}",
+                    {"exit_code": crash.exit_code, "restart_in": delay, "crash_count": seen.crash_count},
+                )
+            )
         new_state = observed.api_state if observed is not None else ABSENT
         if seen.state is None and observed is None:
             self.view.looked(key)
             return  # nothing existed yet: creation is not a transition from "deleted"
         if seen.state is not None and new_state != seen.state:
             self.sink.publish(StatusChanged(key, seen.state, new_state, now))
-            self.sink.publish(Activity("status_change", key,
-                                       f"Container {record.spec.name} {seen.state} -> {new_state}",
-                                       {"old_state": seen.state, "new_state": new_state}))
+            self.sink.publish(
+                Activity(
+                    "status_change",
+                    key,
+                    f"Container {record.spec.name} {seen.state} -> {new_state}",
+                    {"old_state": seen.state, "new_state": new_state},
+                )
+            )
         seen.state = new_state
         if observed is not None and self.links is not None:
             # The run began then: a link dropped before it is not an outage (the link's pinger reads this).
@@ -90,8 +107,7 @@ class Diffs:
         health = self.view.health_of(key, observed)
         if health == "unhealthy" and seen.health != "unhealthy":
             self.sink.publish(HealthWarning(key, health, now))
-            self.sink.publish(Activity("health_warning", key, f"Container {record.spec.name} is unhealthy",
-                                       {"health": health}))
+            self.sink.publish(Activity("health_warning", key, f"Container {record.spec.name} is unhealthy", {"health": health}))
         seen.health = health
         seen.observed = observed
         self.view.looked(key)

@@ -10,6 +10,7 @@ subscribed anew. Events are only hints; the relist is what makes it correct.
 The watch is the only writer of EngineState; the reconcile and the read side
 (controller/view.py) read that, never the watch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -95,12 +96,22 @@ class Suspicion:
 
 
 class EngineWatch:
-    def __init__(self, docker: EngineApi, sink: EventSink, *, on_event: Callable[[dict[str, Any]], None],
-                 on_lost: Callable[[], None], on_back: Callable[[], Awaitable[None]],
-                 on_resubscribed: Callable[[], Awaitable[None]] | None = None,
-                 state: EngineState | None = None, docker_host: str = "",
-                 suspicion: Suspicion | None = None,
-                 retry_initial: float = 0.25, retry_max: float = 5.0, ping_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        docker: EngineApi,
+        sink: EventSink,
+        *,
+        on_event: Callable[[dict[str, Any]], None],
+        on_lost: Callable[[], None],
+        on_back: Callable[[], Awaitable[None]],
+        on_resubscribed: Callable[[], Awaitable[None]] | None = None,
+        state: EngineState | None = None,
+        docker_host: str = "",
+        suspicion: Suspicion | None = None,
+        retry_initial: float = 0.25,
+        retry_max: float = 5.0,
+        ping_timeout: float = 3.0,
+    ) -> None:
         self.docker, self.sink = docker, sink
         self.state = state or EngineState(describe_host(docker_host))
         self.on_event, self.on_lost, self.on_back = on_event, on_lost, on_back
@@ -170,6 +181,7 @@ class EngineWatch:
         With `relist`, the reconciler relists once the new stream is open: events of the gap between two
         streams are otherwise only caught by the periodic resync. True when it ended on a suspicion.
         """
+
         async def pump() -> None:
             async for event in self.docker.events():
                 self.on_event(event)
@@ -197,9 +209,13 @@ class EngineWatch:
         state.available, state.since, state.last_error = False, time.time(), error
         state.last_outage = Outage(state.since)
         log.warning("Docker engine %s unreachable: %s", self.docker_host, error)
-        self.sink.publish(ControllerError("docker_api_error", f"Docker engine unreachable: {error}",
-                                          {"operation": "docker_engine", "reason": "docker_unreachable",
-                                           "docker_host": self.docker_host, "since": iso(self.since)}))
+        self.sink.publish(
+            ControllerError(
+                "docker_api_error",
+                f"Docker engine unreachable: {error}",
+                {"operation": "docker_engine", "reason": "docker_unreachable", "docker_host": self.docker_host, "since": iso(self.since)},
+            )
+        )
         self.sink.publish(self.status())
         self.on_lost()
 

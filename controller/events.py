@@ -3,6 +3,7 @@
 The controller never formats Socket.IO payloads; it publishes these to a sink
 (api.broadcast) which does. That keeps the data flow one-way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

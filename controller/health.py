@@ -6,6 +6,7 @@ connected but stopped answering, or that dropped its link and did not come
 back, is unhealthy once `timeout` has passed. A container whose process never
 opened a link (any image without the flow runtime) has no link health.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ takes a key (the queue hands a key to one worker at a time), calls the reconcile
 The sources that feed the queue from outside (an event stream, a periodic resync) run beside the
 workers and stop with them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -75,17 +76,24 @@ class ErrorBackoff:
 
 
 class Loop:
-    def __init__(self, queue: WorkQueue, reconciler: Reconciler, *, backoff: ErrorBackoff, workers: int = 32,
-                 sources: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
-                 span: str = "reconcile", key_attribute: str = "key") -> None:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        reconciler: Reconciler,
+        *,
+        backoff: ErrorBackoff,
+        workers: int = 32,
+        sources: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+        span: str = "reconcile",
+        key_attribute: str = "key",
+    ) -> None:
         self.queue, self.reconciler, self.backoff, self.workers = queue, reconciler, backoff, workers
         self.sources = dict(sources or {})  # name -> a coroutine that runs until cancelled, feeding the queue
         self.span, self.key_attribute = span, key_attribute
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.span}-worker-{i}")
-                       for i in range(self.workers)]
+        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.span}-worker-{i}") for i in range(self.workers)]
         self._tasks += [asyncio.create_task(run(), name=name) for name, run in self.sources.items()]
 
     async def stop(self) -> None:

@@ -3,6 +3,7 @@
 Lost with the process; what must survive it (the runs judged, the run a restart ends) is on the record.
 What is reported (state, health, crash count, back-off) is the read side's (controller/view.py).
 """
+
 from __future__ import annotations
 
 import collections

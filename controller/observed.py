@@ -1,4 +1,5 @@
 """What Docker reports about one managed container, reduced to what planning needs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def parse_docker_time(value: str | None) -> float | None:
     if "." in value:
         head, frac = value.split(".", 1)
         digits = "".join(ch for ch in frac if ch.isdigit())[:6]
-        offset = frac[len("".join(ch for ch in frac if ch.isdigit())):]
+        offset = frac[len("".join(ch for ch in frac if ch.isdigit())) :]
         value = f"{head}.{digits}{offset}"
     parsed = datetime.fromisoformat(value if ("+" in value[10:] or value.count("-") > 2) else value + "+00:00")
     return parsed.timestamp()
@@ -115,9 +116,12 @@ class Listed:
 
     @classmethod
     def from_list(cls, entry: dict[str, Any]) -> "Listed":
-        return cls(docker_id=entry.get("Id", ""), managed_id=(entry.get("Labels") or {}).get(labels.CONTAINER_ID, ""),
-                   status=entry.get("State", "unknown"), health=health_from_status_text(entry.get("Status") or ""))
+        return cls(
+            docker_id=entry.get("Id", ""),
+            managed_id=(entry.get("Labels") or {}).get(labels.CONTAINER_ID, ""),
+            status=entry.get("State", "unknown"),
+            health=health_from_status_text(entry.get("Status") or ""),
+        )
 
     def matches(self, observed: Observed) -> bool:
-        return (self.docker_id == observed.docker_id and self.status == observed.status
-                and self.health == observed.health)
+        return self.docker_id == observed.docker_id and self.status == observed.status and self.health == observed.health

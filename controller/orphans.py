@@ -3,6 +3,7 @@
 The grace period covers a client's intent still on its way (and an operator who wants to look before
 it goes); the decision is the planner's (plan_orphan), the removal and its report are here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,19 +38,27 @@ class Orphans:
         if observed and key not in self.found:
             self.found[key] = now
             names = sorted({o.name for o in observed})
-            self.sink.publish(Activity("container_error", key, f"Container {', '.join(names)} is labelled as managed "
-                                       f"by this manager but has no record; it will be removed in "
-                                       f"{self.grace:g} s", {"reason": "orphan", "names": names,
-                                                             "docker_ids": [o.docker_id for o in observed],
-                                                             "remove_at": now + self.grace}))
+            self.sink.publish(
+                Activity(
+                    "container_error",
+                    key,
+                    f"Container {', '.join(names)} is labelled as managed by this manager but has no record; it will be removed in {self.grace:g} s",
+                    {"reason": "orphan", "names": names, "docker_ids": [o.docker_id for o in observed], "remove_at": now + self.grace},
+                )
+            )
         decided = plan_orphan(observed, now=now, found_at=self.found.get(key, now), grace=self.grace)
         for action in decided.actions:
             await self.docker.remove(str(action.docker_id))
             gone = next(o for o in observed if o.docker_id == action.docker_id)
             log.warning("removed orphaned container %s (%s)", gone.name, gone.docker_id[:12])
-            self.sink.publish(Activity("container_deleted", key, f"Orphaned container {gone.name} removed",
-                                       {"reason": "orphan", "name": gone.name, "docker_id": gone.docker_id,
-                                        "image": gone.image}))
+            self.sink.publish(
+                Activity(
+                    "container_deleted",
+                    key,
+                    f"Orphaned container {gone.name} removed",
+                    {"reason": "orphan", "name": gone.name, "docker_id": gone.docker_id, "image": gone.image},
+                )
+            )
         if decided.forget:
             self.found.pop(key, None)
         return decided

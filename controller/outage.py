@@ -5,6 +5,7 @@ controller/engine.py notices (pings, the event stream) and tells clients; these 
 for a look that cannot happen. Back: back-offs earned during the outage are forgotten and everything
 is relisted, so the controller converges at once.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,9 @@ from store import MemoryStore
 
 
 class OutageReactions:
-    def __init__(self, store: MemoryStore, sink: EventSink, view: Observations, memory: Memory,
-                 errors: ErrorBackoff, resync: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, store: MemoryStore, sink: EventSink, view: Observations, memory: Memory, errors: ErrorBackoff, resync: Callable[[], Awaitable[None]]
+    ) -> None:
         self.store, self.sink, self.view, self.memory, self.errors = store, sink, view, memory, errors
         self.resync = resync
 
@@ -31,9 +33,14 @@ class OutageReactions:
             if record is None or seen.state in (None, UNKNOWN):
                 continue
             self.sink.publish(StatusChanged(key, seen.state, UNKNOWN, now))
-            self.sink.publish(Activity("status_change", key, f"Container {record.spec.name} {seen.state} -> "
-                                       f"{UNKNOWN}: Docker engine unreachable",
-                                       {"old_state": seen.state, "new_state": UNKNOWN, "reason": "docker_unreachable"}))
+            self.sink.publish(
+                Activity(
+                    "status_change",
+                    key,
+                    f"Container {record.spec.name} {seen.state} -> {UNKNOWN}: Docker engine unreachable",
+                    {"old_state": seen.state, "new_state": UNKNOWN, "reason": "docker_unreachable"},
+                )
+            )
             seen.state = UNKNOWN
         self.view.answer_all()  # status reads answer from what is known: nothing to wait for
 

@@ -4,6 +4,7 @@ Nothing here talks to Docker or reads a clock: `now` and the crash back-off
 deadline come in as arguments, so every decision is unit-testable. Applying a
 plan is controller.applier's job.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,12 +73,18 @@ def restart_binding(record: Record, primary: Observed | None) -> RestartTarget |
         return None
     if record.restart_target is not None and record.restart_target.request == record.restart_requests:
         return None
-    return RestartTarget(record.restart_requests, primary.docker_id if primary else None,
-                         primary.started_at if primary else None)
+    return RestartTarget(record.restart_requests, primary.docker_id if primary else None, primary.started_at if primary else None)
 
 
-def plan(record: Record | None, observed: Sequence[Observed], *, now: float, desired_hash: str,
-         restart_not_before: float | None = None, running_revision: str | None = None) -> Plan:
+def plan(
+    record: Record | None,
+    observed: Sequence[Observed],
+    *,
+    now: float,
+    desired_hash: str,
+    restart_not_before: float | None = None,
+    running_revision: str | None = None,
+) -> Plan:
     """`desired_hash` is the hash of the whole create body the record asks for (the label a container
     must carry, else it is recreated); `running_revision` the code revision the current container is
     known to have. A restart request must be bound (restart_binding) first: the run it names is restarted,
@@ -116,8 +123,7 @@ def plan(record: Record | None, observed: Sequence[Observed], *, now: float, des
             if target is not None and target.request == record.restart_requests and primary.run_key == target.run_key:
                 actions.append(Action(Act.RESTART, primary.docker_id, "restart requested"))
         elif restart_not_before is not None and now < restart_not_before:
-            return Plan(actions=tuple(actions), requeue_after=restart_not_before - now,
-                        waiting_reason="CrashLoopBackOff")
+            return Plan(actions=tuple(actions), requeue_after=restart_not_before - now, waiting_reason="CrashLoopBackOff")
         else:
             actions.append(Action(Act.START, primary.docker_id, "desired running"))
     elif record.desired is DesiredState.STOPPED:

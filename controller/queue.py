@@ -6,6 +6,7 @@
   when that worker calls done(), so no change is ever missed.
 - add_after() schedules a wake-up; the earliest pending one wins.
 """
+
 from __future__ import annotations
 
 import asyncio

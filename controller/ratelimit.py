@@ -10,6 +10,7 @@ is pure and each user keeps its own clock.
 Users: api.limits (per-client requests: take, refuse when over), the link
 server's frame rate (take, wait) and its reconnection rate (reserve, wait).
 """
+
 from __future__ import annotations
 
 

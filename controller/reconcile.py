@@ -6,6 +6,7 @@ each) → report (the outcome on the record's status, where request handlers wai
 record is an orphan (controller/orphans.py). A failed pass is reported on the record and, unless the
 engine is gone (controller/outage.py reacts to that once for every key), retried with back-off.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,9 +33,21 @@ UNREACHABLE_RETRY = 1.0  # s: a first "unreachable" while the engine still answe
 
 
 class ContainerReconciler:
-    def __init__(self, store: MemoryStore, docker: DockerAdapter, applier: Applier, sink: EventSink, *,
-                 engine: EngineState, view: Observations, memory: Memory, diffs: Diffs, orphans: Orphans,
-                 links: LinkManager | None = None, deployer: CodeDeployer | None = None) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        docker: DockerAdapter,
+        applier: Applier,
+        sink: EventSink,
+        *,
+        engine: EngineState,
+        view: Observations,
+        memory: Memory,
+        diffs: Diffs,
+        orphans: Orphans,
+        links: LinkManager | None = None,
+        deployer: CodeDeployer | None = None,
+    ) -> None:
         self.store, self.docker, self.applier, self.sink = store, docker, applier, sink
         self.engine, self.view, self.memory, self.diffs, self.orphans = engine, view, memory, diffs, orphans
         self.links, self.deployer = links, deployer
@@ -44,9 +57,12 @@ class ContainerReconciler:
         # A failure is reported against the generation the pass began with, not one that came meanwhile.
         self._taken[key] = self.store.get(key)
         if not self.engine.available:
-            raise DockerFailure("docker_api_error", f"Docker engine unreachable: {self.engine.last_error}; the "
-                                "request is kept and applied when it answers again", operation="reconcile",
-                                details={"reason": "docker_unreachable"})
+            raise DockerFailure(
+                "docker_api_error",
+                f"Docker engine unreachable: {self.engine.last_error}; the request is kept and applied when it answers again",
+                operation="reconcile",
+                details={"reason": "docker_unreachable"},
+            )
         record = self.store.get(key)
         if record is None:
             decided = await self.orphans.collect(key)
@@ -74,10 +90,10 @@ class ContainerReconciler:
             self.store.note(key, restart_target=binding)
             record = replace(record, restart_target=binding)
 
-        revision = self.deployer.running_revision(record, primary.docker_id if primary else None) \
-            if self.deployer is not None else None
-        decided = plan(record, observed, now=time.time(), restart_not_before=seen.restart_not_before,
-                       running_revision=revision, desired_hash=desired_hash)
+        revision = self.deployer.running_revision(record, primary.docker_id if primary else None) if self.deployer is not None else None
+        decided = plan(
+            record, observed, now=time.time(), restart_not_before=seen.restart_not_before, running_revision=revision, desired_hash=desired_hash
+        )
         if binding is not None and decided.actions:
             # On disk before Docker acts: a manager restarted after the restart must not bind it to the new run.
             await self.store.durable()
@@ -113,8 +129,7 @@ class ContainerReconciler:
 
         target = primary.docker_id if primary else None
         for action in decided.actions:
-            acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge,
-                                                          checkpoint)
+            acted_on, activity = await self.applier.apply(record, action, action.docker_id or target, acknowledge, checkpoint)
             if action.act in (Act.CREATE, Act.REPLACE):
                 target = acted_on
             if action.act is Act.REMOVE and acted_on == target:
@@ -128,8 +143,9 @@ class ContainerReconciler:
         if self.links is not None:
             await self.links.discard(key, record.spec.name)
         if existed:  # a create withdrawn before Docker made anything deletes nothing
-            self.sink.publish(Activity("container_deleted", key, f"Container {record.spec.name} deleted",
-                                       {"name": record.spec.name, "image": record.spec.image}))
+            self.sink.publish(
+                Activity("container_deleted", key, f"Container {record.spec.name} deleted", {"name": record.spec.name, "image": record.spec.image})
+            )
         self.view.forget(key)
         self.memory.forget(key)
         current = self.store.get(key)
@@ -152,33 +168,28 @@ class ContainerReconciler:
         unreachable = isinstance(exc, DockerFailure) and exc.details.get("reason") == "docker_unreachable"
         memory.unreachable_strikes = memory.unreachable_strikes + 1 if unreachable else 0
         if isinstance(exc, DockerFailure):
-            log.info("reconcile of %s failed (%s, %s): %s", key, exc.error_type,
-                     "permanent" if exc.permanent else "will retry", exc.message)
-        if isinstance(exc, DockerFailure) and unreachable and (not self.engine.available
-                                                               or memory.unreachable_strikes == 1):
+            log.info("reconcile of %s failed (%s, %s): %s", key, exc.error_type, "permanent" if exc.permanent else "will retry", exc.message)
+        if isinstance(exc, DockerFailure) and unreachable and (not self.engine.available or memory.unreachable_strikes == 1):
             # Most likely the engine went away: its watch reports that once for everyone (and requeues every
             # key when Docker is back). A request waiting on this key is answered now, not at its timeout.
             # Should the engine still answer pings, the next failure is reported as an ordinary one.
             if record is not None:
-                self.store.report(key, record.generation, ConvergeError(
-                    exc.error_type, exc.message, {**exc.details, "container_id": key}, permanent=False))
+                self.store.report(
+                    key, record.generation, ConvergeError(exc.error_type, exc.message, {**exc.details, "container_id": key}, permanent=False)
+                )
             return Retry(after=UNREACHABLE_RETRY) if self.engine.available else NO_RETRY
         if isinstance(exc, DockerFailure):
             failure = exc
         else:
             log.exception("reconcile of %s failed unexpectedly", key, exc_info=exc)
-            failure = DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation="reconcile",
-                                    permanent=True)
+            failure = DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation="reconcile", permanent=True)
         if record is not None:
-            error = ConvergeError(failure.error_type, failure.message, {**failure.details, "container_id": key},
-                                  permanent=failure.permanent)
+            error = ConvergeError(failure.error_type, failure.message, {**failure.details, "container_id": key}, permanent=failure.permanent)
             self.store.report(key, record.generation, error)
         signature = (failure.error_type, failure.message)
         if signature != seen.last_error:
             seen.last_error = signature
-            self.sink.publish(Activity("container_error", key, failure.message,
-                                       {**failure.details, "error_type": failure.error_type}))
+            self.sink.publish(Activity("container_error", key, failure.message, {**failure.details, "error_type": failure.error_type}))
             if not self.store.has_waiters(key):
-                self.sink.publish(ControllerError(failure.error_type, failure.message,
-                                                  {**failure.details, "container_id": key}))
+                self.sink.publish(ControllerError(failure.error_type, failure.message, {**failure.details, "container_id": key}))
         return NO_RETRY if failure.permanent else BACKOFF

@@ -4,6 +4,7 @@ Stats for many containers are fetched concurrently (Docker's stats call waits
 about a second for a second CPU sample, so one-after-another would cost a
 second per container).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,9 +68,15 @@ class StatusReport:
 class StatusReader:
     """Reads what the controller observed (controller/view.py) and resource usage; never writes."""
 
-    def __init__(self, store: MemoryStore, view: Observations, docker: DockerAdapter,
-                 desired_hash: Callable[[Record], str], links: LinkState | None = None,
-                 stats_concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        view: Observations,
+        docker: DockerAdapter,
+        desired_hash: Callable[[Record], str],
+        links: LinkState | None = None,
+        stats_concurrency: int = 64,
+    ) -> None:
         self.store, self.view, self.docker, self.links = store, view, docker, links
         self.desired_hash = desired_hash  # of the record's create body: which of several containers is its own
         self._stats_slots = asyncio.Semaphore(stats_concurrency)
@@ -142,28 +149,31 @@ class StatusReader:
             if known is not None and known.state == ABSENT and not seen:
                 return None  # known to be absent and still absent
             return await self.refresh(record.id)
+
         listed_at = time.perf_counter()
         observed = await asyncio.gather(*(current(r) for r in records), return_exceptions=True)
         checked_at = time.perf_counter()
 
         running = {o.docker_id: o for o in observed if isinstance(o, Observed) and o.running}
         stamp = iso_now()
-        usage: dict[str, dict[str, Any] | None] = await self._cgroups.usage_many(
-            [(o.docker_id, o.pid) for o in running.values()], stamp) if running else {}
+        usage: dict[str, dict[str, Any] | None] = (
+            await self._cgroups.usage_many([(o.docker_id, o.pid) for o in running.values()], stamp) if running else {}
+        )
         slow = [docker_id for docker_id, value in usage.items() if value is None]  # cgroups not visible: Docker's API
         for docker_id, value in zip(slow, await asyncio.gather(*(self._docker_usage(running[d]) for d in slow))):
             usage[docker_id] = value
         sampled_at = time.perf_counter()
-        self.last_round_ms = {"list": round((listed_at - started) * 1000, 1),
-                              "inspect_changed": round((checked_at - listed_at) * 1000, 1),
-                              "usage": round((sampled_at - checked_at) * 1000, 1)}
+        self.last_round_ms = {
+            "list": round((listed_at - started) * 1000, 1),
+            "inspect_changed": round((checked_at - listed_at) * 1000, 1),
+            "usage": round((sampled_at - checked_at) * 1000, 1),
+        }
         results: list[ContainerStatus | BaseException] = []
         for record, seen in zip(records, observed):
             if isinstance(seen, BaseException):
                 results.append(seen)
                 continue
-            results.append(self._build(record, seen, (usage.get(seen.docker_id) if seen else None)
-                                       or resource_usage(None, stamp)))
+            results.append(self._build(record, seen, (usage.get(seen.docker_id) if seen else None) or resource_usage(None, stamp)))
         return results
 
     async def refresh(self, key: str) -> Observed | None:
@@ -197,7 +207,9 @@ class StatusReader:
         running = observed is not None and observed.running
         connected = bool(self.links and self.links.connected(record.id)) and running
         return ContainerStatus(
-            container_id=record.id, name=record.spec.name, image=record.spec.image,
+            container_id=record.id,
+            name=record.spec.name,
+            image=record.spec.image,
             desired=record.desired.value,
             docker_id=observed.docker_id if observed else None,
             state=self.view.state_of(observed),
@@ -223,8 +235,7 @@ def last_error(record: Record) -> dict[str, Any] | None:
     error = record.status.error
     if error is None:
         return None
-    return {"error_type": error.error_type, "message": error.message,
-            **({"reason": error.details["reason"]} if "reason" in error.details else {})}
+    return {"error_type": error.error_type, "message": error.message, **({"reason": error.details["reason"]} if "reason" in error.details else {})}
 
 
 @dataclass
@@ -238,16 +249,20 @@ class RoundTiming:
     phases_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tick": self.tick, "containers": self.containers, "collected": self.collected,
-                "delivered": self.delivered, "phases_ms": self.phases_ms,
-                "delivered_after_tick_ms": round((self.delivered - self.tick) * 1000, 1) if self.delivered else None}
+        return {
+            "tick": self.tick,
+            "containers": self.containers,
+            "collected": self.collected,
+            "delivered": self.delivered,
+            "phases_ms": self.phases_ms,
+            "delivered_after_tick_ms": round((self.delivered - self.tick) * 1000, 1) if self.delivered else None,
+        }
 
 
 class StatusLoop:
     """Every `interval` seconds, one container_status_update per managed container."""
 
-    def __init__(self, reader: StatusReader, store: MemoryStore, sink: EventSink, interval: float,
-                 listening: Callable[[], bool]) -> None:
+    def __init__(self, reader: StatusReader, store: MemoryStore, sink: EventSink, interval: float, listening: Callable[[], bool]) -> None:
         self.reader, self.store, self.sink, self.interval, self.listening = reader, store, sink, interval, listening
         self._task: asyncio.Task[None] | None = None
         self.timings: collections.deque[RoundTiming] = collections.deque(maxlen=16)
@@ -278,6 +293,7 @@ class StatusLoop:
 
         def delivered() -> None:
             timing.delivered = time.time()
+
         for i, status in enumerate(statuses):
             self.sink.publish(StatusReport(status), delivered if i == len(statuses) - 1 else None)
         return statuses

@@ -7,6 +7,7 @@ container, else Docker's state in the API's words; and so does the health rule (
 else the link's pings). Reading never writes: the only effect of a read is a wake-up of the key, so
 the controller looks again.
 """
+
 from __future__ import annotations
 
 import asyncio

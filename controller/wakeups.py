@@ -3,6 +3,7 @@
 Level-triggered: a wake-up only says "look at key X again"; the reconcile decides from the record and a
 fresh read of Docker. The periodic resync is the safety net for anything a stream dropped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,9 @@ class ManagedIds(Protocol):
 
 
 class Wakeups:
-    def __init__(self, store: MemoryStore, docker: ManagedIds, engine: EngineState, wake: Callable[[str], None],
-                 *, resync_period: float = 30.0) -> None:
+    def __init__(
+        self, store: MemoryStore, docker: ManagedIds, engine: EngineState, wake: Callable[[str], None], *, resync_period: float = 30.0
+    ) -> None:
         self.store, self.docker, self.engine, self.wake = store, docker, engine, wake
         self.resync_period = resync_period
         store.watch(wake)  # a record changed (once it is on disk): look at it

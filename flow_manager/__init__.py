@@ -1,4 +1,5 @@
 """flow-manager: composition root (CLI, configuration, wiring) and image builder."""
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -1,4 +1,5 @@
 """Wiring: builds the store, controller and API and ties their lifetimes to the ASGI server."""
+
 from __future__ import annotations
 
 import gc
@@ -49,11 +50,19 @@ class FlowManager:
         self.settings = settings
         self.security = security or configure(settings)
         engineio_tuning.apply()  # before the server exists: every client socket then uses the cheaper poll
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=self.security.cors, logger=False,
-                                        engineio_logger=False, serializer=JsonFirstPacket,
-                                        max_http_buffer_size=self.security.transport_ceiling)
-        self.app = PacketGate(socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
-                              limit=settings.max_request_bytes, ceiling=self.security.transport_ceiling)
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=self.security.cors,
+            logger=False,
+            engineio_logger=False,
+            serializer=JsonFirstPacket,
+            max_http_buffer_size=self.security.transport_ceiling,
+        )
+        self.app = PacketGate(
+            socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
+            limit=settings.max_request_bytes,
+            ceiling=self.security.transport_ceiling,
+        )
         if settings.store == "memory":
             self.store, self.codes = MemoryStore(), CodeStore()
         else:
@@ -83,55 +92,106 @@ class FlowManager:
         engine = EngineState(describe_host(s.docker_host))
         suspicion = Suspicion()
         self.queue = queue = WorkQueue()
-        self.docker = DockerAdapter(s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout,
-                                    on_unreachable=suspicion.suspect, pull_missing=s.pull_images)
+        self.docker = DockerAdapter(
+            s.docker_host, instance=s.instance, stop_timeout=s.stop_timeout, on_unreachable=suspicion.suspect, pull_missing=s.pull_images
+        )
         self.broadcaster = Broadcaster(self.sio)
-        self.links = LinkManager(s.socket_dir, self.broadcaster, host_socket_dir=s.socket_host_dir or None,
-                                 max_frame=s.max_frame_bytes, send_timeout=s.send_timeout,
-                                 rate_limit=s.link_rate_limit, ping_interval=s.link_ping_interval,
-                                 ping_timeout=s.link_ping_timeout, wake=queue.add)
+        self.links = LinkManager(
+            s.socket_dir,
+            self.broadcaster,
+            host_socket_dir=s.socket_host_dir or None,
+            max_frame=s.max_frame_bytes,
+            send_timeout=s.send_timeout,
+            rate_limit=s.link_rate_limit,
+            ping_interval=s.link_ping_interval,
+            ping_timeout=s.link_ping_timeout,
+            wake=queue.add,
+        )
         view = Observations(engine, queue.add, self.links)
         deployer = CodeDeployer(self.docker, self.codes, self.links)
-        applier = Applier(self.docker, ContainerDefaults(instance=s.instance, publish_host_ip=s.publish_host_ip,
-                                                         stop_timeout=s.stop_timeout,
-                                                         memory_limit=s.default_memory_limit,
-                                                         pids_limit=s.default_pids_limit), self.links, deployer,
-                          binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden,
-                                          bound=self._bind_sources))
+        applier = Applier(
+            self.docker,
+            ContainerDefaults(
+                instance=s.instance,
+                publish_host_ip=s.publish_host_ip,
+                stop_timeout=s.stop_timeout,
+                memory_limit=s.default_memory_limit,
+                pids_limit=s.default_pids_limit,
+            ),
+            self.links,
+            deployer,
+            binds=BindGuard(self.security.policy.volume_roots, self.security.policy.forbidden, bound=self._bind_sources),
+        )
         memory, errors = Memory(), ErrorBackoff()
-        diffs = Diffs(self.store, self.broadcaster, view, memory, engine, self.docker, links=self.links,
-                      backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max,
-                                             s.restart_backoff_reset))
-        reconciler = ContainerReconciler(self.store, self.docker, applier, self.broadcaster, engine=engine,
-                                         view=view, memory=memory, diffs=diffs,
-                                         orphans=Orphans(self.docker, self.broadcaster, s.orphan_grace),
-                                         links=self.links, deployer=deployer)
+        diffs = Diffs(
+            self.store,
+            self.broadcaster,
+            view,
+            memory,
+            engine,
+            self.docker,
+            links=self.links,
+            backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
+        )
+        reconciler = ContainerReconciler(
+            self.store,
+            self.docker,
+            applier,
+            self.broadcaster,
+            engine=engine,
+            view=view,
+            memory=memory,
+            diffs=diffs,
+            orphans=Orphans(self.docker, self.broadcaster, s.orphan_grace),
+            links=self.links,
+            deployer=deployer,
+        )
         wakeups = Wakeups(self.store, self.docker, engine, queue.add, resync_period=s.resync_period)
         outage = OutageReactions(self.store, self.broadcaster, view, memory, errors, wakeups.resync)
-        watch = EngineWatch(self.docker, self.broadcaster, state=engine, suspicion=suspicion,
-                            on_event=wakeups.docker_event, on_lost=outage.lost, on_back=outage.back,
-                            on_resubscribed=wakeups.resync, retry_max=s.engine_retry_max)
-        self.loop = Loop(queue, reconciler, backoff=errors, workers=s.workers, key_attribute="container_id",
-                         sources={"docker-engine": watch.run, "resync": wakeups.resync_forever})
+        watch = EngineWatch(
+            self.docker,
+            self.broadcaster,
+            state=engine,
+            suspicion=suspicion,
+            on_event=wakeups.docker_event,
+            on_lost=outage.lost,
+            on_back=outage.back,
+            on_resubscribed=wakeups.resync,
+            retry_max=s.engine_retry_max,
+        )
+        self.loop = Loop(
+            queue,
+            reconciler,
+            backoff=errors,
+            workers=s.workers,
+            key_attribute="container_id",
+            sources={"docker-engine": watch.run, "resync": wakeups.resync_forever},
+        )
         reader = StatusReader(self.store, view, self.docker, applier.desired_hash, self.links)
-        self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval,
-                                      self.broadcaster.listening)
+        self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval, self.broadcaster.listening)
         timings = RequestTimings()
         metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
-        Handlers(self.sio, self.store, reader, view, self.broadcaster,
-                 ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout,
-                             max_containers=s.max_containers),
-                 self.links, self.codes, policy=self.security.policy, auth=self.security.auth,
-                 limiter=self.security.limiter(s), timings=timings,
-                 extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
-                 ).register()
+        Handlers(
+            self.sio,
+            self.store,
+            reader,
+            view,
+            self.broadcaster,
+            ApiSettings(socket_dir=s.socket_dir, request_timeout=s.request_timeout, max_containers=s.max_containers),
+            self.links,
+            self.codes,
+            policy=self.security.policy,
+            auth=self.security.auth,
+            limiter=self.security.limiter(s),
+            timings=timings,
+            extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
+        ).register()
         self.loop_monitor.start()
         self.gc_monitor.start()
         if self.store.journal is not None:
             self.store.journal.start()
         # archives a previous run kept for records that are gone (deleted, or a crash before the prune)
-        await self.codes.retain(lambda: {r.code_revision for r in self.store.records()
-                                         if r.code_revision and r.desired is not DesiredState.DELETED})
+        await self.codes.retain(lambda: {r.code_revision for r in self.store.records() if r.code_revision and r.desired is not DesiredState.DELETED})
         self.broadcaster.start()
         self.loop.start()
         self.links.start()
@@ -141,21 +201,30 @@ class FlowManager:
         # holds the event loop for about 30 ms each time on a small VM.
         gc.collect()
         gc.freeze()
-        log.info("flow-manager listening on %s:%s (docker: %s, %s)", s.host, s.port, describe_host(s.docker_host),
-                 "token required" if self.security.auth.token else "no token: loopback only")
+        log.info(
+            "flow-manager listening on %s:%s (docker: %s, %s)",
+            s.host,
+            s.port,
+            describe_host(s.docker_host),
+            "token required" if self.security.auth.token else "no token: loopback only",
+        )
         for warning in self.security.warnings:
             log.warning("%s", warning)
 
     def _counters(self) -> dict[str, object]:
         links = self.links.links if self.links is not None else {}
-        return {"containers": {"records": len(self.store),
-                               "links": len(links),
-                               "links_connected": sum(1 for key in links if self.links and self.links.connected(key))},
-                "queue": {"pending": self.queue.pending() if self.queue else 0},
-                "docker_calls": dict(self.docker.calls) if self.docker else {},
-                "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
-                # whether intent can be made durable; null with --store memory
-                "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None}
+        return {
+            "containers": {
+                "records": len(self.store),
+                "links": len(links),
+                "links_connected": sum(1 for key in links if self.links and self.links.connected(key)),
+            },
+            "queue": {"pending": self.queue.pending() if self.queue else 0},
+            "docker_calls": dict(self.docker.calls) if self.docker else {},
+            "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
+            # whether intent can be made durable; null with --store memory
+            "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None,
+        }
 
     def _rounds(self) -> list[dict[str, object]]:
         return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []

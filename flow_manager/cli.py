@@ -1,4 +1,5 @@
 """`flow-manager serve` and `flow-manager build-image`."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.configure(settings.trace_exporter)
     if settings.build_image:
         try:
-            logging.getLogger("flow_manager").info(asyncio.run(_ensure_image(settings.flow_image,
-                                                                             settings.docker_host)))
+            logging.getLogger("flow_manager").info(asyncio.run(_ensure_image(settings.flow_image, settings.docker_host)))
         except Exception as exc:
             print(f"flow-manager: cannot prepare {settings.flow_image}: {exc}", file=sys.stderr)
             return 1
@@ -64,8 +64,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from flow_manager.app import create_app
 
-    uvicorn.run(create_app(settings, security), host=settings.host, port=settings.port, log_level=settings.log_level,
-                lifespan="on", ws="websockets", ws_max_size=security.transport_ceiling, ws_max_queue=8)
+    uvicorn.run(
+        create_app(settings, security),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        ws="websockets",
+        ws_max_size=security.transport_ceiling,
+        ws_max_queue=8,
+    )
     return 0
 
 

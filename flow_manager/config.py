@@ -1,4 +1,5 @@
 """Settings: each option is a CLI flag and an environment variable, documented in the README."""
+
 from __future__ import annotations
 
 import argparse
@@ -126,12 +127,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default = os.environ.get("DOCKER_HOST")
         if f.type == "bool" or f.type is bool:
             value = _parse_bool(default) if default is not None else f.default
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
-                                help=f"{HELP[f.name]} (env {env_name(f.name)})")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"{HELP[f.name]} (env {env_name(f.name)})")
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(flag, type=kind, default=kind(default) if default is not None else f.default,
-                            help=f"{HELP[f.name]} (env {env_name(f.name)}; default {f.default})")
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=kind(default) if default is not None else f.default,
+            help=f"{HELP[f.name]} (env {env_name(f.name)}; default {f.default})",
+        )
 
 
 def from_namespace(namespace: argparse.Namespace) -> Settings:

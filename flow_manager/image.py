@@ -6,6 +6,7 @@ needed (no docker CLI). It is tagged by a hash of its recipe and reused. The
 thin runtime layer on top is tagged with a content hash of the runtime files:
 when nothing changed, nothing is built.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,8 +92,7 @@ def runtime_files() -> dict[str, bytes]:
     files = {f"flow_runtime/{p.name}": p.read_bytes() for p in sorted(package.glob("*.py"))}
     example = sorted((package / "example").glob("*.py"))  # package data: pyproject.toml ships it
     if not example:  # otherwise the image would start without any code and the user would not know why
-        raise ImageBuildError(f"{package / 'example'} has no example code: this installation of flow-manager "
-                              "is incomplete (reinstall it)")
+        raise ImageBuildError(f"{package / 'example'} has no example code: this installation of flow-manager is incomplete (reinstall it)")
     files["code.tar"] = example_code_tar({p.name: p.read_bytes() for p in example})
     return files
 

@@ -5,6 +5,7 @@ Everything here runs once at start-up, so a mistake in the configuration
 address without a token) stops the manager before it listens, with a message
 that says what to change, instead of leaving it running less safe than asked.
 """
+
 from __future__ import annotations
 
 import socket
@@ -85,7 +86,7 @@ def cors_origins(text: str) -> Any:
 
 
 def docker_socket(docker_host: str | None) -> str | None:
-    return docker_host[len("unix://"):] if docker_host and docker_host.startswith("unix://") else None
+    return docker_host[len("unix://") :] if docker_host and docker_host.startswith("unix://") else None
 
 
 def configure(settings: Settings) -> Security:
@@ -94,24 +95,36 @@ def configure(settings: Settings) -> Security:
     if token is None and not settings.insecure and not binds_loopback_only(settings.host):
         raise SecurityConfigError(
             f"refusing to listen on {settings.host or 'all addresses'} without a token: anyone who can reach it "
-            "could run containers on this host. Set FLOW_MANAGER_TOKEN (or --token-file), or pass --insecure.")
+            "could run containers on this host. Set FLOW_MANAGER_TOKEN (or --token-file), or pass --insecure."
+        )
     if token is not None and len(token) < MIN_TOKEN_CHARS:
-        warnings.append(f"the token has fewer than {MIN_TOKEN_CHARS} characters; use a long random one "
-                        "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    for name, default, maximum in (("memory", settings.default_memory_limit, settings.max_memory_limit),
-                                   ("pids", settings.default_pids_limit, settings.max_pids_limit)):
+        warnings.append(
+            f"the token has fewer than {MIN_TOKEN_CHARS} characters; use a long random one "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    for name, default, maximum in (
+        ("memory", settings.default_memory_limit, settings.max_memory_limit),
+        ("pids", settings.default_pids_limit, settings.max_pids_limit),
+    ):
         if not 0 < default <= maximum:
-            raise SecurityConfigError(f"--default-{name}-limit ({default}) must be positive and at most "
-                                      f"--max-{name}-limit ({maximum})")
+            raise SecurityConfigError(f"--default-{name}-limit ({default}) must be positive and at most --max-{name}-limit ({maximum})")
     if settings.max_request_bytes < 4096:
         raise SecurityConfigError("--max-request-bytes must be at least 4096")
     state = settings.state_dir or default_state_dir()
     policy = RequestPolicy.build(
-        volume_roots=split(settings.volume_roots), code_roots=split(settings.code_roots),
+        volume_roots=split(settings.volume_roots),
+        code_roots=split(settings.code_roots),
         forbidden=(state, settings.socket_dir, settings.socket_host_dir, docker_socket(settings.docker_host) or ""),
-        image_patterns=split(settings.allowed_images) or ("*",), port_range=port_range(settings.host_port_range),
-        reserved_ports=frozenset({settings.port}), max_memory=settings.max_memory_limit,
-        max_pids=settings.max_pids_limit)
-    return Security(auth=ConnectAuth(token=token, loopback_hosts_only=not settings.insecure), policy=policy,
-                    cors=cors_origins(settings.cors_origins),
-                    transport_ceiling=max(2 * settings.max_request_bytes, 1 << 20), warnings=tuple(warnings))
+        image_patterns=split(settings.allowed_images) or ("*",),
+        port_range=port_range(settings.host_port_range),
+        reserved_ports=frozenset({settings.port}),
+        max_memory=settings.max_memory_limit,
+        max_pids=settings.max_pids_limit,
+    )
+    return Security(
+        auth=ConnectAuth(token=token, loopback_hosts_only=not settings.insecure),
+        policy=policy,
+        cors=cors_origins(settings.cors_origins),
+        transport_ceiling=max(2 * settings.max_request_bytes, 1 << 20),
+        warnings=tuple(warnings),
+    )

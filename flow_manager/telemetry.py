@@ -3,6 +3,7 @@
 With no exporter configured the API's no-op tracer is used and spans cost
 next to nothing.
 """
+
 from __future__ import annotations
 
 from opentelemetry import trace

@@ -5,6 +5,7 @@ User code lives in ``main.py`` in the code directory and defines
 any time with :func:`send`. Standard library only, so it works in any image
 that has Python 3.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ It keeps running until SIGTERM, dials the manager's Unix-socket link, answers
 ``main.py``. Control frames (``flow.*`` commands) let the manager swap the code
 without recreating the container.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -136,9 +137,11 @@ class Runtime:
 
     def enqueue(self, message: dict[str, Any]) -> None:
         """Thread-safe entry point behind flow_runtime.send()."""
+
         def put() -> None:
             self.outbox.append(message)
             self.wake.set()
+
         self.loop.call_soon_threadsafe(put)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -160,9 +163,17 @@ class Runtime:
         try:
             result = await self.code.handle(message)
         except Exception as exc:  # user code must never take the runtime down
-            self.enqueue({"command": "error", "data": {
-                "error": str(exc), "type": type(exc).__name__,
-                "traceback": traceback.format_exc(limit=5), "request": message.get("command")}})
+            self.enqueue(
+                {
+                    "command": "error",
+                    "data": {
+                        "error": str(exc),
+                        "type": type(exc).__name__,
+                        "traceback": traceback.format_exc(limit=5),
+                        "request": message.get("command"),
+                    },
+                }
+            )
             return
         if result is not None:
             self.enqueue(result)
@@ -230,8 +241,7 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("FLOW_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s flow-runtime %(levelname)s %(message)s")
+    logging.basicConfig(level=os.environ.get("FLOW_LOG_LEVEL", "INFO"), format="%(asctime)s flow-runtime %(levelname)s %(message)s")
     print("flow runtime started", flush=True)
     asyncio.run(_serve())
     print("flow runtime stopped", flush=True)

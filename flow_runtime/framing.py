@@ -4,6 +4,7 @@ A frame is a 4-byte big-endian length followed by that many bytes of UTF-8
 JSON encoding one object. Both ends import this one module so the wire format
 cannot drift apart. Standard library only: it runs inside any Python image.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,9 +39,7 @@ def decode(body: bytes) -> dict[str, Any]:
     return message
 
 
-async def read_sized_frame(
-    reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
-) -> tuple[dict[str, Any], int] | None:
+async def read_sized_frame(reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME) -> tuple[dict[str, Any], int] | None:
     """Read one frame and the size of its body (the manager budgets bytes in flight by it);
     None on a clean end of stream between frames. The length is refused from the header alone,
     so an oversized frame allocates nothing."""
@@ -60,9 +59,7 @@ async def read_sized_frame(
     return decode(body), length
 
 
-async def read_frame(
-    reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
-) -> dict[str, Any] | None:
+async def read_frame(reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
     """Read one frame; None on a clean end of stream between frames."""
     frame = await read_sized_frame(reader, max_size)
     return None if frame is None else frame[0]

@@ -7,6 +7,7 @@ reaches clients. Both ends import this one module so the names cannot drift
 apart. Standard library only, and nothing from the manager: the runtime is
 standalone.
 """
+
 from __future__ import annotations
 
 CONTROL_PREFIX = "flow."

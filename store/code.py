@@ -7,6 +7,7 @@ so a container recreated later gets exactly the revision that was asked for,
 even if the directory changed since. Archives live on disk (the state
 directory, or a private temporary directory with `--store memory`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,7 @@ def _convert_legacy(path: Path) -> None:
                 for member in old:
                     if not member.isfile() or not member.name.startswith(_LEGACY_PREFIX):
                         continue
-                    relative = member.name[len(_LEGACY_PREFIX):]
+                    relative = member.name[len(_LEGACY_PREFIX) :]
                     if relative == REVISION_FILE:
                         continue
                     member.name = prefix + relative

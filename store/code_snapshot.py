@@ -12,6 +12,7 @@ ends with the symlink `/opt/flow/code -> revisions/<snapshot>`, so a new
 revision replaces the whole code tree at once instead of being extracted over
 the old one. store.code keeps the archives.
 """
+
 from __future__ import annotations
 
 import errno

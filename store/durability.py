@@ -4,6 +4,7 @@ Kept apart from the journal's file handling so the store, the API and the metric
 `NotDurable.reason` is `state_not_writable` when the state directory refuses writes (ENOSPC, EROFS, EIO,
 permissions; or a write that did not finish in time) and `journal_error` for anything else (a bug).
 """
+
 from __future__ import annotations
 
 import errno
@@ -49,11 +50,17 @@ class JournalHealth:
         if self.writable:
             self.writable, self.since = False, time.time()
             if self.reason == "state_not_writable":
-                log.error("state directory %s is not writable: %s; requests that change intent answer "
-                          "system_error (state_not_writable) until it is", self.path, self.last_error)
+                log.error(
+                    "state directory %s is not writable: %s; requests that change intent answer system_error (state_not_writable) until it is",
+                    self.path,
+                    self.last_error,
+                )
             else:
-                log.error("journal writer failed (%s); requests that change intent answer system_error "
-                          "(journal_error) until it succeeds", self.last_error, exc_info=exc)
+                log.error(
+                    "journal writer failed (%s); requests that change intent answer system_error (journal_error) until it succeeds",
+                    self.last_error,
+                    exc_info=exc,
+                )
         return self.error()
 
     def succeeded(self) -> None:
@@ -65,8 +72,9 @@ class JournalHealth:
         reason = self.reason or "state_not_writable"
         what = "is not writable" if reason == "state_not_writable" else "could not be written"
         error = self.last_error or "an earlier change of the same record could not be saved"
-        return NotDurable(reason, message or f"the state directory {self.path} {what}: {error}; "
-                          "the request was not applied", path=self.path, error=error)
+        return NotDurable(
+            reason, message or f"the state directory {self.path} {what}: {error}; the request was not applied", path=self.path, error=error
+        )
 
     def timed_out(self, seconds: float) -> NotDurable:
         """A write that hangs (a stalled disk) is a directory not taking writes too, until one finishes."""
@@ -74,11 +82,20 @@ class JournalHealth:
             self.failed(OSError(f"a write did not finish within {seconds:g} s"))
         else:
             self.failed_writes += 1
-        return NotDurable("state_not_writable", f"the intent did not reach the state directory {self.path} within "
-                          f"{seconds:g} s; the request was not applied", path=self.path,
-                          error=self.last_error or f"a write did not finish within {seconds:g} s")
+        return NotDurable(
+            "state_not_writable",
+            f"the intent did not reach the state directory {self.path} within {seconds:g} s; the request was not applied",
+            path=self.path,
+            error=self.last_error or f"a write did not finish within {seconds:g} s",
+        )
 
     def snapshot(self) -> dict[str, Any]:
-        return {"writable": self.writable, "since": self.since, "path": self.path, "last_error": self.last_error,
-                "reason": None if self.writable else self.reason, "errno": self.errno,
-                "failed_writes": self.failed_writes}
+        return {
+            "writable": self.writable,
+            "since": self.since,
+            "path": self.path,
+            "last_error": self.last_error,
+            "reason": None if self.writable else self.reason,
+            "errno": self.errno,
+            "failed_writes": self.failed_writes,
+        }

@@ -14,6 +14,7 @@ can only ever be the last one, and replay ignores it. At start the file is
 replayed and compacted into a snapshot (and again every `compact_every`
 lines); the directory is fsynced after the snapshot replaces the file.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,13 +46,18 @@ def record_from_json(data: dict[str, Any]) -> Record:
     spec = dict(data["spec"])
     spec["command"] = tuple(spec["command"]) if spec.get("command") else None
     target = data.get("restart_target")  # absent from journals written before it existed, as the next two
-    return Record(id=data["id"], spec=ContainerSpec(**spec), desired=DesiredState(data["desired"]),
-                  generation=int(data["generation"]), created_at=float(data["created_at"]),
-                  code_revision=data.get("code_revision"), code_path=data.get("code_path"),
-                  restart_requests=int(data.get("restart_requests") or 0),
-                  restart_target=RestartTarget(int(target["request"]), target.get("docker_id"), target.get("started_at"))
-                  if target else None,
-                  ended_runs=tuple((str(docker_id), started_at) for docker_id, started_at in data.get("ended_runs") or ()))
+    return Record(
+        id=data["id"],
+        spec=ContainerSpec(**spec),
+        desired=DesiredState(data["desired"]),
+        generation=int(data["generation"]),
+        created_at=float(data["created_at"]),
+        code_revision=data.get("code_revision"),
+        code_path=data.get("code_path"),
+        restart_requests=int(data.get("restart_requests") or 0),
+        restart_target=RestartTarget(int(target["request"]), target.get("docker_id"), target.get("started_at")) if target else None,
+        ended_runs=tuple((str(docker_id), started_at) for docker_id, started_at in data.get("ended_runs") or ()),
+    )
 
 
 class Journal:
@@ -105,8 +111,11 @@ class Journal:
 
     def _write_snapshot(self, records: list[Record]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        data = (json.dumps({"op": "format", "version": FORMAT}) + "\n"
-                + "".join(json.dumps({"op": "put", "record": record_to_json(r)}) + "\n" for r in records)).encode()
+        data = (
+            json.dumps({"op": "format", "version": FORMAT})
+            + "\n"
+            + "".join(json.dumps({"op": "put", "record": record_to_json(r)}) + "\n" for r in records)
+        ).encode()
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -134,9 +143,13 @@ class Journal:
         self._lines_since_compaction += lines
 
     # -- running -------------------------------------------------------------------
-    def attach(self, pending: Callable[[str], Version], records: Callable[[], Iterable[Record]],
-               committed: Callable[[dict[str, Version]], None],
-               discarded: Callable[[Iterable[str], NotDurable], None]) -> None:
+    def attach(
+        self,
+        pending: Callable[[str], Version],
+        records: Callable[[], Iterable[Record]],
+        committed: Callable[[dict[str, Version]], None],
+        discarded: Callable[[Iterable[str], NotDurable], None],
+    ) -> None:
         """The store's side: what to write for a key, every current record (for a snapshot), and what to do
         once a batch is on disk or was refused."""
         self._pending, self._records, self._committed, self._discarded = pending, records, committed, discarded
@@ -186,9 +199,10 @@ class Journal:
                 if self._lines_since_compaction + len(batch) > self.compact_every:
                     await asyncio.to_thread(self._write_snapshot, list(self._records()))
                 else:
-                    data = "".join(json.dumps({"op": "put", "record": record_to_json(record)} if record
-                                              else {"op": "remove", "id": key}) + "\n"
-                                   for key, (record, _) in batch.items()).encode()
+                    data = "".join(
+                        json.dumps({"op": "put", "record": record_to_json(record)} if record else {"op": "remove", "id": key}) + "\n"
+                        for key, (record, _) in batch.items()
+                    ).encode()
                     await asyncio.to_thread(self._append, data, len(batch))
                 self.health.succeeded()
                 self._committed(batch)

@@ -13,6 +13,7 @@ back to the durable version and whoever awaits `durable()` gets `NotDurable`.
 Without a journal both views are one. Waiters let a request handler await
 the moment its intent has been converged or has failed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,8 +64,7 @@ class MemoryStore:
         if journal is not None:
             journal.attach(self._pending, self.intents, self._committed, self._discarded)
 
-    async def durable(self, container_id: str | None = None, generation: int = 0,
-                      timeout: float | None = None) -> None:
+    async def durable(self, container_id: str | None = None, generation: int = 0, timeout: float | None = None) -> None:
         """Wait until this generation of the record is on disk (no-op without a journal).
 
         Raises NotDurable when it was withdrawn: the write failed, or did not finish within `timeout`
@@ -127,17 +127,23 @@ class MemoryStore:
         return len(self._records)
 
     # -- writing intent ------------------------------------------------------
-    def create(self, spec: ContainerSpec, desired: DesiredState = DesiredState.CREATED,
-               code_path: str | None = None, container_id: str | None = None,
-               code_revision: str | None = None) -> Record:
+    def create(
+        self,
+        spec: ContainerSpec,
+        desired: DesiredState = DesiredState.CREATED,
+        code_path: str | None = None,
+        container_id: str | None = None,
+        code_revision: str | None = None,
+    ) -> Record:
         owner = self._by_name.get(spec.name)
         if owner is not None:
             raise NameInUse(spec.name, owner)
         container_id = container_id or new_container_id()
         while container_id in self._intents or container_id in self._records:
             container_id = new_container_id()
-        record = Record(id=container_id, spec=spec, desired=desired, generation=1,
-                        created_at=time.time(), code_path=code_path, code_revision=code_revision)
+        record = Record(
+            id=container_id, spec=spec, desired=desired, generation=1, created_at=time.time(), code_path=code_path, code_revision=code_revision
+        )
         self._by_name[spec.name] = container_id
         self._stage(container_id, record)
         return record
@@ -255,8 +261,7 @@ class MemoryStore:
                     known = self._records.get(key) or self._intents[key]
                     # The controller's write-backs (status) and facts (note) are newest in memory: a batch taken
                     # before they were made must not undo them.
-                    self._records[key] = replace(record, status=known.status, ended_runs=known.ended_runs,
-                                                 restart_target=known.restart_target)
+                    self._records[key] = replace(record, status=known.status, ended_runs=known.ended_runs, restart_target=known.restart_target)
                     for generation, future in self._durable_waiters.get(key, ()):
                         if generation <= record.generation and not future.done():
                             future.set_result(None)

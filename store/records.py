@@ -5,6 +5,7 @@ higher generation, like a Kubernetes object's metadata.generation. The
 controller writes back only the ``status`` part (which generation it has
 converged, or the error it hit), the way a status subresource works.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -14,10 +15,10 @@ from typing import Any
 
 
 class DesiredState(str, Enum):
-    CREATED = "created"   # the container exists but nobody asked it to run
+    CREATED = "created"  # the container exists but nobody asked it to run
     RUNNING = "running"
     STOPPED = "stopped"
-    DELETED = "deleted"   # tombstone until the container is gone
+    DELETED = "deleted"  # tombstone until the container is gone
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 flow_manager only builds and starts the monitors; api.metrics reads them.
 """
+
 from api.diagnostics.gc_monitor import GcMonitor
 from api.diagnostics.loop_monitor import LoopMonitor, percentile_ms
 from api.diagnostics.process import process_figures, rss_bytes

@@ -6,6 +6,7 @@ every client waits for it. `gc.callbacks` times each collection at almost no
 cost, so a loop stall seen by api.diagnostics.loop_monitor can be told apart from
 one caused by our own code.
 """
+
 from __future__ import annotations
 
 import gc
@@ -45,8 +46,10 @@ class GcMonitor:
         self.maximum[generation] = max(self.maximum[generation], pause)
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
-        result = {f"gen{g}": {"collections": self.collections[g], "total_ms": round(self.total[g] * 1000, 2),
-                              "max_ms": round(self.maximum[g] * 1000, 2)} for g in range(3)}
+        result: dict[str, Any] = {
+            f"gen{g}": {"collections": self.collections[g], "total_ms": round(self.total[g] * 1000, 2), "max_ms": round(self.maximum[g] * 1000, 2)}
+            for g in range(3)
+        }
         result["pending"] = list(gc.get_count())  # allocations towards the next collection of each generation
         result["frozen_objects"] = gc.get_freeze_count()
         if reset:

@@ -18,6 +18,7 @@ spent on a CPU is at most the CPU time it used since the timer was armed, so
 caused, and a large lag with a small busy part is time the kernel gave to
 other processes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -104,8 +105,9 @@ class LoopMonitor:
         self._recent.append(lag)
         if lag >= self.warn_after and time.monotonic() - self._last_warning > 10:
             self._last_warning = time.monotonic()
-            log.warning("event loop stalled for %.0f ms (at most %.0f ms of it running code, the rest waiting "
-                        "for a CPU or blocked)", lag * 1000, busy * 1000)
+            log.warning(
+                "event loop stalled for %.0f ms (at most %.0f ms of it running code, the rest waiting for a CPU or blocked)", lag * 1000, busy * 1000
+            )
 
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         """Lag in milliseconds: the window since the last reset, and the recent samples' percentiles."""
@@ -114,11 +116,13 @@ class LoopMonitor:
 
         def pct(p: float) -> float:
             return percentile_ms(recent, p)
+
         result = {
             "interval_ms": self.interval * 1000,
             "enabled": self._handle is not None,
             "window": {
-                "since": window.started, "samples": window.samples,
+                "since": window.started,
+                "samples": window.samples,
                 "max_lag_ms": round(window.maximum * 1000, 3),
                 "mean_lag_ms": round(window.total / window.samples * 1000, 3) if window.samples else 0.0,
                 "lags_over_50ms": window.over_50ms,

@@ -1,4 +1,5 @@
 """The process's CPU time and memory, as get_metrics reports them."""
+
 from __future__ import annotations
 
 import os
@@ -20,5 +21,11 @@ def rss_bytes() -> int:
 
 def process_figures(started: float) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"pid": os.getpid(), "rss_bytes": rss_bytes(), "max_rss_bytes": usage.ru_maxrss * 1024,
-            "cpu_user_s": usage.ru_utime, "cpu_system_s": usage.ru_stime, "uptime_s": time.time() - started}
+    return {
+        "pid": os.getpid(),
+        "rss_bytes": rss_bytes(),
+        "max_rss_bytes": usage.ru_maxrss * 1024,
+        "cpu_user_s": usage.ru_utime,
+        "cpu_system_s": usage.ru_stime,
+        "uptime_s": time.time() - started,
+    }

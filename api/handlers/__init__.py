@@ -14,6 +14,7 @@ disconnect, rejected and unknown events), lifecycle.py (create ... delete),
 messaging.py (send_message, subscribe_messages), reads.py (status, list);
 base.py holds the path every request takes. This module names the events.
 """
+
 from __future__ import annotations
 
 from api.handlers.base import ApiSettings, Route
@@ -42,8 +43,7 @@ class Handlers(ConnectionHandlers, LifecycleHandlers, MessagingHandlers, ReadHan
             "get_container_status": Route("container_status", ContainerRef, self.status),
             "list_containers": Route("container_list", ListContainers, self.list, body_optional=True),
             # extension: narrow this client's message_received to some containers
-            "subscribe_messages": Route("messages_subscribed", SubscribeMessages, self.subscribe_messages,
-                                        per_client=True),
+            "subscribe_messages": Route("messages_subscribed", SubscribeMessages, self.subscribe_messages, per_client=True),
             **self.extensions,
         }
         for operation, route in routes.items():

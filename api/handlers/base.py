@@ -5,6 +5,7 @@ answer twice in the same shape (the response event to the caller and the Socket.
 any failure becomes the documented `error` event. The handlers of each concern (connection.py,
 lifecycle.py, messaging.py, reads.py) build on this class.
 """
+
 from __future__ import annotations
 
 import collections
@@ -51,11 +52,23 @@ class ApiSettings:
 
 
 class HandlerBase:
-    def __init__(self, sio: socketio.AsyncServer, store: MemoryStore, reader: StatusReader, view: Observations,
-                 broadcaster: Broadcaster, settings: ApiSettings, links: LinkManager, codes: CodeStore, *,
-                 policy: RequestPolicy | None = None, auth: ConnectAuth | None = None,
-                 limiter: RateLimiter | None = None, timings: RequestTimings | None = None,
-                 extensions: dict[str, Route] | None = None) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        store: MemoryStore,
+        reader: StatusReader,
+        view: Observations,
+        broadcaster: Broadcaster,
+        settings: ApiSettings,
+        links: LinkManager,
+        codes: CodeStore,
+        *,
+        policy: RequestPolicy | None = None,
+        auth: ConnectAuth | None = None,
+        limiter: RateLimiter | None = None,
+        timings: RequestTimings | None = None,
+        extensions: dict[str, Route] | None = None,
+    ) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.view = view  # what the controller last observed: the only part of the controller requests read
         self.links, self.codes = links, codes
@@ -84,9 +97,12 @@ class HandlerBase:
         wait = self.limiter.take(self._session(sid))
         if not wait:
             return None
-        return ApiError("system_error", f"too many requests: this client may send {self.limiter.rate:g} per second "
-                        f"(bursts of {self.limiter.burst}); retry in {wait:.2f} s", limit="client_rate_limit",
-                        retry_after=math.ceil(wait * 1000) / 1000)
+        return ApiError(
+            "system_error",
+            f"too many requests: this client may send {self.limiter.rate:g} per second (bursts of {self.limiter.burst}); retry in {wait:.2f} s",
+            limit="client_rate_limit",
+            retry_after=math.ceil(wait * 1000) / 1000,
+        )
 
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -124,11 +140,11 @@ class HandlerBase:
             failure = error.payload(operation, reference)
             await self.broadcaster.emitter.emit("error", failure, to=sid)
             return failure
+
         return handler
 
     def _record(self, reference: str) -> Record:
         try:
             return self.store.resolve(reference)
         except UnknownContainer:
-            raise ApiError("container_not_found", f"no managed container {reference!r}",
-                           container_id=reference) from None
+            raise ApiError("container_not_found", f"no managed container {reference!r}", container_id=reference) from None

@@ -4,6 +4,7 @@ connect checks the client (api/auth.py) and greets it with the engine's status; 
 subscriptions and, once the Engine.IO session closes, its rate-limit bucket. Forged connect/disconnect
 events (python-socketio did not send them) change nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,19 +62,21 @@ class ConnectionHandlers(HandlerBase):
         operation = event if event in self.operations or info.get("reason") == "reserved" else "(unknown)"
         limit = info.get("limit") if isinstance(info.get("limit"), int) else None
         if info.get("reason") == "binary":
-            error = ApiError("validation_error", "binary payloads are not accepted: the API is JSON",
-                             field="(request)")
+            error = ApiError("validation_error", "binary payloads are not accepted: the API is JSON", field="(request)")
         elif info.get("reason") == "reserved":
-            error = ApiError("validation_error", "connect and disconnect are not events a client may send",
-                             field="(event)")
+            error = ApiError("validation_error", "connect and disconnect are not events a client may send", field="(event)")
         else:
             size = info.get("bytes") if isinstance(info.get("bytes"), int) else "?"
-            error = ApiError("validation_error", f"request of {size} bytes is larger than the limit "
-                             f"of {limit} bytes (--max-request-bytes)", field="(request)", limit="max_request_bytes",
-                             max=limit)
+            error = ApiError(
+                "validation_error",
+                f"request of {size} bytes is larger than the limit of {limit} bytes (--max-request-bytes)",
+                field="(request)",
+                limit="max_request_bytes",
+                max=limit,
+            )
         return await self._fail(sid, operation, error)
 
     async def unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
-        return await self._fail(sid, str(event)[:64], ApiError(
-            "validation_error", f"unknown event; the events are {', '.join(sorted(self.operations))}",
-            field="(event)"))
+        return await self._fail(
+            sid, str(event)[:64], ApiError("validation_error", f"unknown event; the events are {', '.join(sorted(self.operations))}", field="(event)")
+        )

@@ -4,6 +4,7 @@ Each writes intent on the record and waits for the controller's verdict on that 
 (`_converge`), so an answer always describes what Docker really did; the state it reports is the read
 side's (controller/view.py), never a guess of its own. A handler never calls Docker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,36 +30,40 @@ class LifecycleHandlers(HandlerBase):
         try:  # an intent we answer for must survive a crash of the manager; the controller acts only then
             await self.store.durable(record.id, generation, self.settings.request_timeout)
         except NotDurable as exc:  # withdrawn: nothing was applied
-            raise ApiError("system_error", f"{operation}: {exc.message}",
-                           **{**exc.details, "container_id": record.id, "retrying": False}) from None
+            raise ApiError("system_error", f"{operation}: {exc.message}", **{**exc.details, "container_id": record.id, "retrying": False}) from None
 
         def settled(current: Record | None) -> bool:
-            return (current is None or current.status.observed_generation >= generation
-                    or (current.status.error is not None and current.status.error_generation >= generation))
+            return (
+                current is None
+                or current.status.observed_generation >= generation
+                or (current.status.error is not None and current.status.error_generation >= generation)
+            )
+
         try:
             current = await self.store.wait_for(record.id, settled, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            raise ApiError("system_error", f"{operation} did not converge within {self.settings.request_timeout:g} s;"
-                           " the controller keeps trying", container_id=record.id, retrying=True) from None
+            raise ApiError(
+                "system_error",
+                f"{operation} did not converge within {self.settings.request_timeout:g} s; the controller keeps trying",
+                container_id=record.id,
+                retrying=True,
+            ) from None
         if current is not None and current.status.observed_generation < generation and current.status.error:
             failure = current.status.error
             details = {k: v for k, v in failure.details.items() if k != "operation"}
-            raise ApiError(failure.error_type, failure.message, **{**details, "container_id": record.id,
-                                                                   "retrying": not failure.permanent})
+            raise ApiError(failure.error_type, failure.message, **{**details, "container_id": record.id, "retrying": not failure.permanent})
         return current
 
     def _intent(self, record: Record, **changes: Any) -> Record:
         try:
             return self.store.update(record.id, **changes)
         except UnknownContainer:  # removed since it was resolved (a handler that awaited in between)
-            raise ApiError("container_not_found", f"no managed container {record.id!r}",
-                           container_id=record.id) from None
+            raise ApiError("container_not_found", f"no managed container {record.id!r}", container_id=record.id) from None
 
     @staticmethod
     def _unless_superseded(current: Record | None, wanted: DesiredState, container_id: str) -> None:
         if current is None or current.desired is not wanted:
-            raise ApiError("system_error", "superseded by a later request for the same container",
-                           container_id=container_id, superseded=True)
+            raise ApiError("system_error", "superseded by a later request for the same container", container_id=container_id, superseded=True)
 
     async def _snapshot(self, code_path: str) -> CodeSnapshot:
         """Read code from a path the policy admitted (already resolved)."""
@@ -70,15 +75,21 @@ class LifecycleHandlers(HandlerBase):
     async def _prune_code(self) -> None:
         """Drop code archives no live record refers to (a deleted record's code is never deployed again)."""
         # an intent not yet on disk keeps its code too
-        await self.codes.retain(lambda: {r.code_revision for r in (*self.store.records(), *self.store.intents())
-                                         if r.code_revision and r.desired is not DesiredState.DELETED})
+        await self.codes.retain(
+            lambda: {
+                r.code_revision for r in (*self.store.records(), *self.store.intents()) if r.code_revision and r.desired is not DesiredState.DELETED
+            }
+        )
 
     def _room_for_one_more(self) -> None:
         active = sum(1 for r in self.store.intents() if r.desired is not DesiredState.DELETED)
         if active >= self.settings.max_containers:
-            raise ApiError("system_error", f"this manager already manages {active} containers, its limit "
-                           "(--max-containers); delete one first", limit="max_containers",
-                           max=self.settings.max_containers)
+            raise ApiError(
+                "system_error",
+                f"this manager already manages {active} containers, its limit (--max-containers); delete one first",
+                limit="max_containers",
+                max=self.settings.max_containers,
+            )
 
     def _bind_sources(self) -> dict[str, str]:
         """Every managed container's bind sources (real path -> container id); a tombstone's too, as its
@@ -94,19 +105,24 @@ class LifecycleHandlers(HandlerBase):
         code = await self._snapshot(admitted.code_path) if admitted.code_path else None
         container_id = new_container_id()
         spec = ContainerSpec(
-            image=request.image, name=request.name or f"flow-{container_id}",
-            environment=dict(request.environment), volumes=admitted.volumes, ports=dict(request.ports),
+            image=request.image,
+            name=request.name or f"flow-{container_id}",
+            environment=dict(request.environment),
+            volumes=admitted.volumes,
+            ports=dict(request.ports),
             command=tuple(request.command) if request.command else None,
-            memory_limit=request.memory_limit, pids_limit=request.pids_limit)
+            memory_limit=request.memory_limit,
+            pids_limit=request.pids_limit,
+        )
         try:
             self._room_for_one_more()  # again: others may have created while the code was read
             self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
-            record = self.store.create(spec, DesiredState.CREATED, container_id=container_id,
-                                       code_path=request.code_path, code_revision=code.revision if code else None)
+            record = self.store.create(
+                spec, DesiredState.CREATED, container_id=container_id, code_path=request.code_path, code_revision=code.revision if code else None
+            )
         except NameInUse as exc:
             await self._prune_code()
-            raise ApiError("validation_error", f"name {spec.name!r} is already in use", field="name",
-                           container_id=exc.container_id) from None
+            raise ApiError("validation_error", f"name {spec.name!r} is already in use", field="name", container_id=exc.container_id) from None
         except Exception:  # refused after the snapshot: nothing refers to it
             await self._prune_code()
             raise
@@ -122,9 +138,16 @@ class LifecycleHandlers(HandlerBase):
                 await self._prune_code()
             raise
         state, docker_id = self.view.current(record.id, "created")
-        return {"container_id": record.id, "name": spec.name, "image": spec.image, "status": state,
-                "socket_path": payloads.socket_path(self.settings.socket_dir, spec.name),
-                "ports": dict(spec.ports), "docker_id": docker_id, "code_revision": record.code_revision}
+        return {
+            "container_id": record.id,
+            "name": spec.name,
+            "image": spec.image,
+            "status": state,
+            "socket_path": payloads.socket_path(self.settings.socket_dir, spec.name),
+            "ports": dict(spec.ports),
+            "docker_id": docker_id,
+            "code_revision": record.code_revision,
+        }
 
     async def start(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.RUNNING)
@@ -154,11 +177,9 @@ class LifecycleHandlers(HandlerBase):
             raise
         current = await self._converge(record, "update_container")
         if current is None or current.code_revision != code.revision:
-            raise ApiError("system_error", "superseded by a later request for the same container",
-                           container_id=record.id, superseded=True)
+            raise ApiError("system_error", "superseded by a later request for the same container", container_id=record.id, superseded=True)
         await self._prune_code()
-        return {"container_id": record.id, "code_path": request.code_path, "status": "updated",
-                "code_revision": code.revision, "files": code.files}
+        return {"container_id": record.id, "code_path": request.code_path, "status": "updated", "code_revision": code.revision, "files": code.files}
 
     async def delete(self, request: ContainerRef) -> dict[str, Any]:
         record = self._intent(self._record(request.container_id), desired=DesiredState.DELETED)

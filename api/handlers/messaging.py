@@ -3,6 +3,7 @@
 A message goes to the container's Unix-socket link (controller/links.py) and its activity is published;
 a link failure is the documented error with the link's details (delivered or not).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,11 @@ class MessagingHandlers(HandlerBase):
         except LinkFailure as failure:
             raise ApiError(failure.error_type, failure.message, container_id=record.id, **failure.details) from None
         command = request.message.get("command")
-        self.broadcaster.publish(Activity("message_sent", record.id, f"Message sent to container {record.spec.name}",
-                                          {"command": command if isinstance(command, str) else None}))
+        self.broadcaster.publish(
+            Activity(
+                "message_sent", record.id, f"Message sent to container {record.spec.name}", {"command": command if isinstance(command, str) else None}
+            )
+        )
         return {"container_id": record.id, "message": request.message, "status": "sent"}
 
     async def subscribe_messages(self, request: SubscribeMessages, sid: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Both answer from what the controller last observed (controller/view.py, which owns the state rule);
 neither calls Docker, except for a status's resource usage when the cgroup files are not visible.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,10 +35,17 @@ class ReadHandlers(HandlerBase):
             # manager's back): `deleted`, the documented state of a container that does not exist, as
             # get_container_status reports it.
             state, docker_id = self.view.current(record.id, ABSENT)
-            entries.append({
-                "id": record.id, "name": record.spec.name, "status": state, "image": record.spec.image,
-                "created": payloads.iso(record.created_at),
-                "socket_path": payloads.socket_path(self.settings.socket_dir, record.spec.name),
-                "ports": dict(record.spec.ports), "docker_id": docker_id, "desired_state": record.desired.value,
-            })
+            entries.append(
+                {
+                    "id": record.id,
+                    "name": record.spec.name,
+                    "status": state,
+                    "image": record.spec.image,
+                    "created": payloads.iso(record.created_at),
+                    "socket_path": payloads.socket_path(self.settings.socket_dir, record.spec.name),
+                    "ports": dict(record.spec.ports),
+                    "docker_id": docker_id,
+                    "desired_state": record.desired.value,
+                }
+            )
         return {"containers": entries, "count": len(entries)}

@@ -7,6 +7,7 @@ reading of the same container, or from two readings 50 ms apart the first
 time. Returns None when the files are not visible (e.g. in a sidecar), and
 the caller falls back to Docker's API.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -103,8 +104,7 @@ def sample(docker_id: str, pid: int) -> dict[str, Any] | None:
     if mem_limit <= 0 or mem_limit >= 1 << 60:  # "no limit": report the host's memory, as docker stats does
         mem_limit = _host_memory()
     rx, tx = _network(pid) if pid else (0, 0)
-    return {"cpu_ns": cpu_ns, "at": time.monotonic(), "memory": max(memory, 0), "limit": mem_limit,
-            "read": read, "write": write, "rx": rx, "tx": tx}
+    return {"cpu_ns": cpu_ns, "at": time.monotonic(), "memory": max(memory, 0), "limit": mem_limit, "read": read, "write": write, "rx": rx, "tx": tx}
 
 
 @functools.cache
@@ -130,12 +130,15 @@ class CgroupStats:
             await asyncio.sleep(FIRST_SAMPLE_GAP)
             again = await asyncio.to_thread(_sample_all, first)
             for docker_id, _ in first:
-                self._previous[docker_id], current[docker_id] = current[docker_id], again[docker_id]
+                earlier = current[docker_id]
+                if earlier is not None:
+                    self._previous[docker_id] = earlier
+                current[docker_id] = again[docker_id]
         return {docker_id: self._compute(docker_id, current[docker_id], timestamp) for docker_id, _ in containers}
 
-    def _has_previous(self, docker_id: str, current: dict[str, Any]) -> bool:
+    def _has_previous(self, docker_id: str, current: dict[str, Any] | None) -> bool:
         previous = self._previous.get(docker_id)
-        return previous is not None and current["at"] - previous["at"] > 0
+        return previous is not None and current is not None and current["at"] - previous["at"] > 0
 
     def _compute(self, docker_id: str, current: dict[str, Any] | None, timestamp: str) -> dict[str, Any] | None:
         if current is None:
@@ -146,10 +149,15 @@ class CgroupStats:
         cpu = max(current["cpu_ns"] - previous["cpu_ns"], 0) / elapsed_ns * 100.0 if elapsed_ns > 0 else 0.0
         limit = current["limit"]
         return {
-            "cpu_percent": round(cpu, 2), "memory_usage": current["memory"], "memory_limit": limit,
+            "cpu_percent": round(cpu, 2),
+            "memory_usage": current["memory"],
+            "memory_limit": limit,
             "memory_percent": round(current["memory"] / limit * 100.0, 2) if limit else 0.0,
-            "network_rx_bytes": current["rx"], "network_tx_bytes": current["tx"],
-            "disk_read_bytes": current["read"], "disk_write_bytes": current["write"], "timestamp": timestamp,
+            "network_rx_bytes": current["rx"],
+            "network_tx_bytes": current["tx"],
+            "disk_read_bytes": current["read"],
+            "disk_write_bytes": current["write"],
+            "timestamp": timestamp,
         }
 
     def forget(self, live: set[str]) -> None:

@@ -1,4 +1,5 @@
 """Resource usage from Docker's stats JSON, in the API reference's shape (pure)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +8,14 @@ from typing import Any
 def resource_usage(stats: dict[str, Any] | None, timestamp: str) -> dict[str, Any]:
     """CPU the way `docker stats` computes it; memory without page cache."""
     usage: dict[str, Any] = {
-        "cpu_percent": 0.0, "memory_usage": 0, "memory_limit": 0, "memory_percent": 0.0,
-        "network_rx_bytes": 0, "network_tx_bytes": 0, "disk_read_bytes": 0, "disk_write_bytes": 0,
+        "cpu_percent": 0.0,
+        "memory_usage": 0,
+        "memory_limit": 0,
+        "memory_percent": 0.0,
+        "network_rx_bytes": 0,
+        "network_tx_bytes": 0,
+        "disk_read_bytes": 0,
+        "disk_write_bytes": 0,
         "timestamp": timestamp,
     }
     if not stats:

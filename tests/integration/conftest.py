@@ -1,4 +1,5 @@
 """Fixtures: a real Docker engine, the real flow image, the real server process."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Test harness: the real `flow-manager serve` process and real Socket.IO clients."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,20 +41,44 @@ def free_port() -> int:
 class Server:
     """`flow-manager serve` in its own process, so tests can kill it like a user would."""
 
-    def __init__(self, workdir: Path, *extra: str, docker_host: str | None = None,
-                 instance: str | None = None) -> None:
+    def __init__(self, workdir: Path, *extra: str, docker_host: str | None = None, instance: str | None = None) -> None:
         self.port = free_port()
         self.instance = instance or f"test-{RUN_ID}-{self.port}"
         self.workdir = workdir
         self.socket_dir = str(workdir / "sockets")
         self.log_path = workdir / f"server-{self.port}.log"
-        self.args = ["--port", str(self.port), "--socket-dir", self.socket_dir, "--no-build-image",
-                     "--state-dir", str(workdir / "state"), "--instance", self.instance,
-                     "--status-interval", "1", "--restart-backoff-initial", "0.5", "--restart-backoff-max", "2",
-                     "--resync-period", "5", "--send-timeout", "1", "--log-level", "info",
-                     "--orphan-grace", "3", "--link-ping-interval", "0.5", "--link-ping-timeout", "3",
-                     "--code-roots", str(workdir.parent),  # pytest's tmp_path directories hold the tests' code
-                     *extra]
+        self.args = [
+            "--port",
+            str(self.port),
+            "--socket-dir",
+            self.socket_dir,
+            "--no-build-image",
+            "--state-dir",
+            str(workdir / "state"),
+            "--instance",
+            self.instance,
+            "--status-interval",
+            "1",
+            "--restart-backoff-initial",
+            "0.5",
+            "--restart-backoff-max",
+            "2",
+            "--resync-period",
+            "5",
+            "--send-timeout",
+            "1",
+            "--log-level",
+            "info",
+            "--orphan-grace",
+            "3",
+            "--link-ping-interval",
+            "0.5",
+            "--link-ping-timeout",
+            "3",
+            "--code-roots",
+            str(workdir.parent),  # pytest's tmp_path directories hold the tests' code
+            *extra,
+        ]
         self.env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,8 +88,9 @@ class Server:
 
     def start(self, timeout: float = 20.0) -> None:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "flow_manager.cli", "serve", *self.args],
-                                     stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flow_manager.cli", "serve", *self.args], stdout=log, stderr=subprocess.STDOUT, env=self.env
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -114,12 +140,12 @@ class Client:
     async def call(self, event: str, data: Any = None, timeout: float = 90) -> Any:
         return await self.sio.call(event, data, timeout=timeout)
 
-    def of(self, event: str, container_id: str | None = None,
-           where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
+    def of(self, event: str, container_id: str | None = None, where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
         return [d for d in self._index.get((event, container_id), ()) if where(d)]
 
-    async def wait_for(self, event: str, container_id: str | None = None,
-                       where: Callable[[Any], bool] = lambda _: True, timeout: float = 30, count: int = 1) -> Any:
+    async def wait_for(
+        self, event: str, container_id: str | None = None, where: Callable[[Any], bool] = lambda _: True, timeout: float = 30, count: int = 1
+    ) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
         candidates = self._index.setdefault((event, container_id), [])
         checked, found = 0, []
@@ -130,9 +156,11 @@ class Client:
                 return found[count - 1]
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise AssertionError(f"no {event} ({container_id}) within {timeout}s (wanted {count}, "
-                                     f"{len(found)} matched); every {event} of it: {candidates[-15:]}; "
-                                     f"last events: {[(e, d) for e, d in self.events[-5:]]}")
+                raise AssertionError(
+                    f"no {event} ({container_id}) within {timeout}s (wanted {count}, "
+                    f"{len(found)} matched); every {event} of it: {candidates[-15:]}; "
+                    f"last events: {[(e, d) for e, d in self.events[-5:]]}"
+                )
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
@@ -151,8 +179,7 @@ def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
 Watch = str | Mapping[str, Callable[[Any], bool] | None]
 
 
-async def expect_quiet(client: Client, events: Watch, period: float, *, what: str,
-                       container_id: str | None = None) -> None:
+async def expect_quiet(client: Client, events: Watch, period: float, *, what: str, container_id: str | None = None) -> None:
     """Fail if an unwanted event arrives within `period` seconds from now.
 
     `events` is an event name, or a mapping of event names to a predicate that picks the unwanted
@@ -168,10 +195,12 @@ async def expect_quiet(client: Client, events: Watch, period: float, *, what: st
     while True:
         for name, unwanted in watched.items():
             recorded = client._index[(name, container_id)]
-            for payload in recorded[seen[name]:]:
+            for payload in recorded[seen[name] :]:
                 if unwanted is None or unwanted(payload):
-                    raise AssertionError(f"expected no {name} ({container_id or 'any container'}) for {period:g} s: "
-                                         f"{what}; got after {loop.time() - started:.2f} s: {payload!r}")
+                    raise AssertionError(
+                        f"expected no {name} ({container_id or 'any container'}) for {period:g} s: "
+                        f"{what}; got after {loop.time() - started:.2f} s: {payload!r}"
+                    )
             seen[name] = len(recorded)
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -190,15 +219,15 @@ def expect_quiet_sync(count: Callable[[], int], period: float, *, what: str, pol
     while (elapsed := time.monotonic() - started) < period:
         now = count()
         if now != before:
-            raise AssertionError(f"expected nothing for {period:g} s: {what}; got {now - before} more "
-                                 f"after {elapsed:.2f} s")
+            raise AssertionError(f"expected nothing for {period:g} s: {what}; got {now - before} more after {elapsed:.2f} s")
         time.sleep(poll)
     if count() != before:
         raise AssertionError(f"expected nothing for {period:g} s: {what}; got {count() - before} more")
 
 
-async def wait_until(probe: Callable[[], T | Awaitable[T]], timeout: float, *, what: str,
-                     until: Callable[[T], bool] = bool, interval: float = 0.05) -> T:
+async def wait_until(
+    probe: Callable[[], T | Awaitable[T]], timeout: float, *, what: str, until: Callable[[T], bool] = bool, interval: float = 0.05
+) -> T:
     """Poll `probe` (sync or async) until `until(value)` holds, and return that value.
 
     Fails after `timeout` seconds saying what it waited for and the last value it saw, so a slow

@@ -5,6 +5,7 @@ started with `--bridge none` on the host's namespace would delete the main
 engine's docker0. Its containers have no network, which the flow runtime does
 not need (its link is a Unix socket on a bind mount).
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,26 @@ class PrivateEngine:
             self.pidfile.unlink(missing_ok=True)  # left behind by kill -9
             log = open(self.dir / "dockerd.log", "ab")
             self.proc = subprocess.Popen(
-                ["unshare", "--net", "dockerd", "--host", self.url, "--data-root", str(self.dir / "data"),
-                 "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.pidfile), "--bridge", "none",
-                 "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    "unshare",
+                    "--net",
+                    "dockerd",
+                    "--host",
+                    self.url,
+                    "--data-root",
+                    str(self.dir / "data"),
+                    "--exec-root",
+                    str(self.dir / "exec"),
+                    "--pidfile",
+                    str(self.pidfile),
+                    "--bridge",
+                    "none",
+                    "--iptables=false",
+                    "--ip-masq=false",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if self.answers():
@@ -68,8 +86,7 @@ class PrivateEngine:
                 self.proc.wait()
 
     def docker(self, *args: str, stdin: bytes | None = None) -> str:
-        return subprocess.run(["docker", "-H", self.url, *args], input=stdin, capture_output=True, check=True,
-                              timeout=120).stdout.decode()
+        return subprocess.run(["docker", "-H", self.url, *args], input=stdin, capture_output=True, check=True, timeout=120).stdout.decode()
 
     def load_image(self, tag: str) -> None:
         saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True, timeout=120).stdout

@@ -1,6 +1,7 @@
 """Bind sources against the real engine: a volume is bound only while its path still resolves, without
 symlinks, to what the policy admitted (checked before every create and every start, crash restarts
 included), and no managed container's bind source lies inside or contains another's (issue 16, hole 1)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,8 +77,7 @@ async def test_a_request_whose_bind_sources_nest_is_refused(vc: Client, docker: 
     (root / "a" / "b").mkdir(parents=True)
     name = unique_name("nest")
     before = len(vc.of("error"))
-    reply = await vc.call("create_container", {"image": "flow:latest", "name": name,
-                                               "volumes": {str(root / "a"): "/a", str(root / "a" / "b"): "/b"}})
+    reply = await vc.call("create_container", {"image": "flow:latest", "name": name, "volumes": {str(root / "a"): "/a", str(root / "a" / "b"): "/b"}})
     assert reply.get("error_type") == "validation_error", reply
     assert reply["details"]["field"] == f"volumes.{root / 'a' / 'b'}", reply
     assert "inside" in reply["message"] and str(root / "a") in reply["message"], reply
@@ -85,24 +85,28 @@ async def test_a_request_whose_bind_sources_nest_is_refused(vc: Client, docker: 
     assert not await docker.containers.list(all=True, filters={"name": [name]})
 
 
-async def test_a_crash_restart_never_binds_a_source_swapped_for_a_symlink(vc: Client, docker: aiodocker.Docker,
-                                                                         root: Path):
+async def test_a_crash_restart_never_binds_a_source_swapped_for_a_symlink(vc: Client, docker: aiodocker.Docker, root: Path):
     """The start-time half of the reproduction: the source is swapped while the container runs (here by
     the host; a container owning the parent could do the same before nesting was refused), then the
     container exits. The manager's restart must be refused and reported, never bind the host's root."""
     source = root / "crash"
     source.mkdir()
-    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("crash"),
-                                                 "volumes": {str(source): "/v"}})
+    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("crash"), "volumes": {str(source): "/v"}})
     cid, docker_id = created["container_id"], created["docker_id"]
     assert (await vc.call("start_container", {"container_id": cid}))["status"] == "running"
     kept = swap_for_symlink(source, "/")
     try:
         await docker.containers.container(docker_id).kill(signal="SIGKILL")
         await vc.wait_for("container_crashed", cid)
-        refused = await vc.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error" or (
-            a["activity_type"] == "status_change" and a["details"] == {"old_state": "stopped", "new_state": "running"}),
-            timeout=20)
+        refused = await vc.wait_for(
+            "activity_log",
+            cid,
+            lambda a: (
+                a["activity_type"] == "container_error"
+                or (a["activity_type"] == "status_change" and a["details"] == {"old_state": "stopped", "new_state": "running"})
+            ),
+            timeout=20,
+        )
         if await running(docker, docker_id):  # before the fix: say what the restart exposed
             seen = await exec_output(docker, docker_id, "cat", "/v/etc/hostname")
             pytest.fail(f"restarted with /v/etc/hostname = {seen!r} (host: {open('/etc/hostname').read()!r})")
@@ -125,8 +129,7 @@ async def test_a_start_or_restart_of_a_swapped_source_is_refused(vc: Client, doc
     source = root / "v"
     source.mkdir()
     (source / "mine.txt").write_text("the admitted directory")
-    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("swap"),
-                                                 "volumes": {str(source): "/v"}})
+    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("swap"), "volumes": {str(source): "/v"}})
     cid, docker_id = created["container_id"], created["docker_id"]
     assert (await vc.call("start_container", {"container_id": cid}))["status"] == "running"
     assert (await vc.call("stop_container", {"container_id": cid}))["status"] == "stopped"
@@ -141,16 +144,20 @@ async def test_a_start_or_restart_of_a_swapped_source_is_refused(vc: Client, doc
             assert "symlink" in reply["message"], reply
             # the caller's `error` event (a broadcast one may come too: the reconciler can fail the start
             # before the handler's waiter is registered, which it reports to everyone)
-            assert any(e["details"].get("retrying") is False and refused_for_the_bind_source(e, source)
-                       for e in vc.of("error")[before:]), vc.of("error")[before:]
+            assert any(e["details"].get("retrying") is False and refused_for_the_bind_source(e, source) for e in vc.of("error")[before:]), vc.of(
+                "error"
+            )[before:]
             assert not await running(docker, docker_id)
-            await vc.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error"
-                              and a["details"].get("reason") == REASON)
+            await vc.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error" and a["details"].get("reason") == REASON)
         finally:
             restore(source, kept)
         # intent is still "running": the manager keeps trying and starts it once the directory is back
-        await vc.wait_for("status_changed", cid, lambda e: e["new_state"] == "running",
-                          count=len(vc.of("status_changed", cid, lambda e: e["new_state"] == "running")) + 1)
+        await vc.wait_for(
+            "status_changed",
+            cid,
+            lambda e: e["new_state"] == "running",
+            count=len(vc.of("status_changed", cid, lambda e: e["new_state"] == "running")) + 1,
+        )
         assert "the admitted directory" in await exec_output(docker, docker_id, "cat", "/v/mine.txt")
         assert (await vc.call("stop_container", {"container_id": cid}))["status"] == "stopped"
 
@@ -171,8 +178,7 @@ async def test_a_symlink_in_a_parent_of_the_source_is_refused_too(vc: Client, do
     (parent / "data").mkdir(parents=True)
     elsewhere = root.parent / f"{root.name}-outside"
     (elsewhere / "data").mkdir(parents=True, exist_ok=True)
-    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("parent"),
-                                                 "volumes": {str(parent / "data"): "/d"}})
+    created = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("parent"), "volumes": {str(parent / "data"): "/d"}})
     cid = created["container_id"]
     kept = swap_for_symlink(parent, str(elsewhere))  # every component counts, not only the last
     try:
@@ -185,17 +191,14 @@ async def test_a_symlink_in_a_parent_of_the_source_is_refused_too(vc: Client, do
 
 
 # -- (c) nesting across containers ------------------------------------------------------------------
-async def test_a_bind_source_inside_or_around_another_containers_is_refused(vc: Client, docker: aiodocker.Docker,
-                                                                            root: Path):
+async def test_a_bind_source_inside_or_around_another_containers_is_refused(vc: Client, docker: aiodocker.Docker, root: Path):
     (root / "c" / "inner").mkdir(parents=True)
     (root / "c-sibling").mkdir()
-    first = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("outer"),
-                                               "volumes": {str(root / "c"): "/c"}})
+    first = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("outer"), "volumes": {str(root / "c"): "/c"}})
     assert first["status"] == "created", first
     for host in (root / "c" / "inner", root):  # inside the first one's source, and containing it
         name = unique_name("nested")
-        reply = await vc.call("create_container", {"image": "flow:latest", "name": name,
-                                                   "volumes": {str(host): "/x"}})
+        reply = await vc.call("create_container", {"image": "flow:latest", "name": name, "volumes": {str(host): "/x"}})
         assert reply.get("error_type") == "validation_error", reply
         assert reply["details"]["field"] == f"volumes.{host}", reply
         assert first["container_id"] in reply["message"] or first["container_id"] in str(reply["details"]), reply
@@ -204,15 +207,13 @@ async def test_a_bind_source_inside_or_around_another_containers_is_refused(vc: 
     # cannot rename its own mount's root, so sharing it moves no bind source), are fine
     sharing = []
     for host in (root / "c-sibling", root / "c"):
-        ok = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("ok"),
-                                                "volumes": {str(host): "/x"}})
+        ok = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("ok"), "volumes": {str(host): "/x"}})
         assert ok["status"] == "created", ok
         sharing.append(ok["container_id"])
     # once every container binding R/c is gone, R/c/inner is free again
     for cid in (first["container_id"], sharing[1]):
         await vc.call("delete_container", {"container_id": cid})
-    inner = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("freed"),
-                                               "volumes": {str(root / "c" / "inner"): "/x"}})
+    inner = await vc.call("create_container", {"image": "flow:latest", "name": unique_name("freed"), "volumes": {str(root / "c" / "inner"): "/x"}})
     assert inner.get("status") == "created", inner
 
 

@@ -1,6 +1,7 @@
 """Code snapshots and code updates against the real server and engine: a snapshot cannot be redirected
 outside the code roots, its memory is bounded, archives go when their last record goes, and an update
 replaces the whole code tree of a running flow."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,7 @@ class Swapper(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             for i in range(self.files):
-                regular, link, target = (self.directory / f".r{i}", self.directory / f".l{i}",
-                                         self.directory / f"f{i}.txt")
+                regular, link, target = (self.directory / f".r{i}", self.directory / f".l{i}", self.directory / f"f{i}.txt")
                 regular.write_bytes(b"public\n")
                 os.rename(regular, target)
                 os.symlink(self.secret, link)
@@ -61,12 +61,12 @@ async def files_under(docker: aiodocker.Docker, docker_id: str, path: str) -> di
 
 
 async def test_a_racing_symlink_swap_never_deploys_a_file_from_outside_the_roots(
-        client: Client, docker: aiodocker.Docker, tmp_path: Path, secret: Path):
+    client: Client, docker: aiodocker.Docker, tmp_path: Path, secret: Path
+):
     race = tmp_path / "race"
     race.mkdir()
     (race / "main.py").write_text("def handle(message):\n    return None\n")
-    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("race"),
-                                                     "code_path": str(race)})
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("race"), "code_path": str(race)})
     cid, docker_id = created["container_id"], created["docker_id"]
     swapper = Swapper(race, secret, files=8)
     swapper.start()
@@ -117,8 +117,7 @@ async def test_a_huge_sparse_file_is_refused_without_reading_it(docker: aiodocke
         print(f"server peak resident memory: {before} KiB before the request, {peak} KiB after")
         assert peak < 200 * 1024, f"the server's peak resident memory went from {before} KiB to {peak} KiB"
         assert not await docker.containers.list(all=True, filters={"name": [name]})
-        assert not list((tmp_path / "srv" / "state" / server.instance / "code").glob("*.tar")), \
-            "nothing is kept of a refused snapshot"
+        assert not list((tmp_path / "srv" / "state" / server.instance / "code").glob("*.tar")), "nothing is kept of a refused snapshot"
     finally:
         await client.close()
         server.stop()
@@ -132,8 +131,7 @@ async def test_archives_go_with_the_last_record_that_uses_them(client: Client, s
     code = tmp_path / "pruned"
     code.mkdir()
     (code / "main.py").write_text(f"# {unique_name()}\ndef handle(message):\n    return None\n")  # a new revision
-    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("prune"),
-                                                     "code_path": str(code)})
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("prune"), "code_path": str(code)})
     archive = f"{created['code_revision']}.tar"
     assert archive in archives(server)
     await client.call("delete_container", {"container_id": created["container_id"]})
@@ -141,15 +139,14 @@ async def test_archives_go_with_the_last_record_that_uses_them(client: Client, s
 
     (code / "main.py").write_text(f"# {unique_name()}\ndef handle(message):\n    return None\n")
     before = archives(server)
-    failed = await client.call("create_container", {"image": "flow-no-such-image:never", "name": unique_name("prune"),
-                                                    "code_path": str(code)})
+    failed = await client.call("create_container", {"image": "flow-no-such-image:never", "name": unique_name("prune"), "code_path": str(code)})
     assert failed["error_type"] == "image_not_found", failed
     assert archives(server) <= before, "a withdrawn create keeps no archive"
 
 
 def two_module_code(directory: Path, helper_value: str, data: bool) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "main.py").write_text('''
+    (directory / "main.py").write_text("""
 import os
 import helper
 
@@ -163,7 +160,7 @@ def handle(message):
         "relative_data_exists": os.path.exists("data.txt"),
         "outside": open("/opt/flow/outside.txt").read() if os.path.exists("/opt/flow/outside.txt") else None,
     }}
-''')
+""")
     (directory / "helper.py").write_text(f"VALUE = {helper_value!r}\n")
     if data:
         (directory / "data.txt").write_text("only in revision 1\n")
@@ -179,19 +176,20 @@ async def this_runtime(docker: aiodocker.Docker) -> str:
     return tag
 
 
-async def test_an_update_replaces_the_whole_code_tree_and_drops_old_modules(client: Client, tmp_path: Path,
-                                                                             this_runtime: str):
+async def test_an_update_replaces_the_whole_code_tree_and_drops_old_modules(client: Client, tmp_path: Path, this_runtime: str):
     v1 = two_module_code(tmp_path / "v1", "helper-1", data=True)
     v2 = two_module_code(tmp_path / "v2", "helper-2", data=False)
     created = await running_with_link(client, code_path=str(v1), image=this_runtime)
     cid = created["container_id"]
-    assert (await ask(client, cid, "mark"))["data"] == {
-        "helper": "helper-1", "data_exists": True, "relative_data_exists": True, "outside": "kept"}
+    assert (await ask(client, cid, "mark"))["data"] == {"helper": "helper-1", "data_exists": True, "relative_data_exists": True, "outside": "kept"}
     updated = await client.call("update_container", {"container_id": cid, "code_path": str(v2)})
     assert updated["status"] == "updated", updated
     assert (await ask(client, cid, "read"))["data"] == {
-        "helper": "helper-2", "data_exists": False, "relative_data_exists": False, "outside": "kept"}, \
-        "the new helper module answers, the deleted file is gone, a file outside the code tree stays"
+        "helper": "helper-2",
+        "data_exists": False,
+        "relative_data_exists": False,
+        "outside": "kept",
+    }, "the new helper module answers, the deleted file is gone, a file outside the code tree stays"
     status = await client.call("get_container_status", {"container_id": cid})
     assert status["running_revision"] == updated["code_revision"]
     await client.call("delete_container", {"container_id": cid})

@@ -1,4 +1,5 @@
 """A container that dies on its own is a crash: reported once, restarted with back-off."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,12 @@ async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(clien
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
     container = docker.containers.container(created["docker_id"])
-    await wait_until(lambda: container.log(stdout=True, stderr=True), 15, until=lambda lines: BANNER in "".join(lines),
-                     what="the runtime's banner in the container's logs")
+    await wait_until(
+        lambda: container.log(stdout=True, stderr=True),
+        15,
+        until=lambda lines: BANNER in "".join(lines),
+        what="the runtime's banner in the container's logs",
+    )
     killed_at, killed_wall = asyncio.get_running_loop().time(), time.time()
     await container.kill(signal="SIGKILL")
 
@@ -33,8 +38,7 @@ async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(clien
     info = await docker.containers.container(created["docker_id"]).show()
     assert info["State"]["Running"], "restarted in place: same Docker container"
     assert len(client.of("container_crashed", cid)) == 1
-    await expect_quiet(client, {"container_crashed": None, "status_changed": None}, 2, container_id=cid,
-                       what="one kill is one crash and one restart")
+    await expect_quiet(client, {"container_crashed": None, "status_changed": None}, 2, container_id=cid, what="one kill is one crash and one restart")
     transitions = [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
     assert transitions == [("created", "running"), ("running", "stopped"), ("stopped", "running")]
     await client.call("delete_container", {"container_id": cid})
@@ -42,8 +46,12 @@ async def test_kill_from_outside_is_one_crash_and_the_container_runs_again(clien
 
 async def test_a_crash_loop_backs_off_exponentially(client: Client):
     name = unique_name("loop")
-    cid = (await client.call("create_container", {"image": "flow:latest", "name": name, "command": [
-        "python3", "-c", "import sys; print('boom', flush=True); sys.exit(3)"]}))["container_id"]
+    cid = (
+        await client.call(
+            "create_container",
+            {"image": "flow:latest", "name": name, "command": ["python3", "-c", "import sys; print('boom', flush=True); sys.exit(3)"]},
+        )
+    )["container_id"]
     await client.call("start_container", {"container_id": cid})
     third = await client.wait_for("container_crashed", cid, count=3, timeout=30)
     crashes = client.of("container_crashed", cid)[:3]
@@ -59,9 +67,13 @@ async def test_a_crash_loop_backs_off_exponentially(client: Client):
     status = await client.call("get_container_status", {"container_id": cid})
     assert status["restart_count"] >= 3, status  # the loop goes on meanwhile: at least the crashes seen
     await client.call("stop_container", {"container_id": cid})
-    await expect_quiet(client, {"container_crashed": None,
-                                "status_changed": lambda e: e["new_state"] == "running"}, 2.5, container_id=cid,
-                       what="stopped means no more restarts")
+    await expect_quiet(
+        client,
+        {"container_crashed": None, "status_changed": lambda e: e["new_state"] == "running"},
+        2.5,
+        container_id=cid,
+        what="stopped means no more restarts",
+    )
     final = await client.call("get_container_status", {"container_id": cid})
     assert final["restart_count"] == len(client.of("container_crashed", cid)), "every crash counted is reported"
     assert third["container_id"] == cid
@@ -75,8 +87,7 @@ async def test_restart_after_removal_behind_the_managers_back(client: Client, do
     await client.call("start_container", {"container_id": cid})
     removed_at = asyncio.get_running_loop().time()
     await docker.containers.container(created["docker_id"]).delete(force=True)
-    await client.wait_for("status_changed", cid, lambda e: e["old_state"] == "deleted" and e["new_state"] == "created",
-                          timeout=15)
+    await client.wait_for("status_changed", cid, lambda e: e["old_state"] == "deleted" and e["new_state"] == "created", timeout=15)
     await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "running", count=2, timeout=15)
     record_timing("docker rm -f behind the back -> recreated and running", asyncio.get_running_loop().time() - removed_at)
     status = await client.call("get_container_status", {"container_id": cid})
@@ -88,8 +99,9 @@ async def test_restart_after_removal_behind_the_managers_back(client: Client, do
 async def test_out_of_memory_is_reported_as_such(client: Client):
     name = unique_name("oom")
     hog = "x = []\nwhile True: x.append(bytearray(8 << 20))"
-    cid = (await client.call("create_container", {"image": "flow:latest", "name": name, "memory_limit": 48 << 20,
-                                                   "command": ["python3", "-c", hog]}))["container_id"]
+    cid = (
+        await client.call("create_container", {"image": "flow:latest", "name": name, "memory_limit": 48 << 20, "command": ["python3", "-c", hog]})
+    )["container_id"]
     await client.call("start_container", {"container_id": cid})
     crash = await client.wait_for("container_crashed", cid, timeout=30)
     assert crash["crash_details"]["error"] == "Out of memory" and crash["crash_details"]["oom_killed"] is True

@@ -6,6 +6,7 @@
   under the same managed id and name, reported once.
 - A container labelled for this manager without a record: reported, kept for the grace period, removed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,7 @@ from tests.integration.harness import Client, Server, expect_quiet, record_timin
 from tests.integration.test_links import ping, wait_link
 
 
-async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(client: Client,
-                                                                               docker: aiodocker.Docker):
+async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(client: Client, docker: aiodocker.Docker):
     created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("dstop")})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
@@ -32,8 +32,13 @@ async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(c
 
     await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("stopped", "running"))
     record_timing("docker stop behind the back -> running again", asyncio.get_running_loop().time() - stopped_at)
-    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1.5, container_id=cid,
-                       what="one docker stop is one stop, one crash report and one start")
+    await expect_quiet(
+        client,
+        {"status_changed": None, "container_crashed": None},
+        1.5,
+        container_id=cid,
+        what="one docker stop is one stop, one crash report and one start",
+    )
     assert transitions(client, cid) == [("created", "running"), ("running", "stopped"), ("stopped", "running")]
     crashes = client.of("container_crashed", cid)
     assert [(c["exit_code"], c["crash_details"]["error"]) for c in crashes] == [(0, "Exited with code 0")]
@@ -51,10 +56,10 @@ async def test_a_container_started_behind_the_back_is_stopped_again(client: Clie
     await client.call("stop_container", {"container_id": cid})
     await docker.containers.container(created["docker_id"]).start()  # started behind the back: desired is stopped
     await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "stopped", count=2, timeout=15)
-    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1, container_id=cid,
-                       what="stopped again once, and no crash reported")
-    assert transitions(client, cid) == [("created", "running"), ("running", "stopped"), ("stopped", "running"),
-                                        ("running", "stopped")]
+    await expect_quiet(
+        client, {"status_changed": None, "container_crashed": None}, 1, container_id=cid, what="stopped again once, and no crash reported"
+    )
+    assert transitions(client, cid) == [("created", "running"), ("running", "stopped"), ("stopped", "running"), ("running", "stopped")]
     assert not client.of("container_crashed", cid), "stopping what should be stopped is no crash"
     await client.call("delete_container", {"container_id": cid})
 
@@ -77,8 +82,7 @@ async def test_changed_configuration_recreates_create_before_delete(docker: aiod
     began = asyncio.get_running_loop().time()
     client = await Client().connect(server.url)
     try:
-        recreated = await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_created",
-                                          timeout=20)
+        recreated = await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_created", timeout=20)
         assert recreated["details"]["reason"] == "spec changed"
         assert recreated["details"]["replaced_docker_id"] == created["docker_id"]
         await client.wait_for("status_changed", cid, lambda e: e["new_state"] == "running", timeout=20)
@@ -90,9 +94,13 @@ async def test_changed_configuration_recreates_create_before_delete(docker: aiod
         ours = await docker.containers.list(all=True, filters=labels.managed_filter(server.instance, cid))
         assert [c.id for c in ours] == [status["docker_id"]], "the old container is gone, no duplicate"
         await ping(client, cid)
-        await expect_quiet(client, {"status_changed": None, "container_crashed": None,
-                                    "activity_log": lambda a: a["activity_type"] == "container_created"},
-                           1.5, container_id=cid, what="recreated once, not again")
+        await expect_quiet(
+            client,
+            {"status_changed": None, "container_crashed": None, "activity_log": lambda a: a["activity_type"] == "container_created"},
+            1.5,
+            container_id=cid,
+            what="recreated once, not again",
+        )
         assert len(client.of("activity_log", cid, lambda a: a["activity_type"] == "container_created")) == 1
         seen = transitions(client, cid)
         assert seen == [("running", "created"), ("created", "running")], seen
@@ -103,21 +111,23 @@ async def test_changed_configuration_recreates_create_before_delete(docker: aiod
         server.stop()
 
 
-async def test_an_orphan_is_reported_then_removed_after_the_grace_period(server: Server, client: Client,
-                                                                         docker: aiodocker.Docker):
+async def test_an_orphan_is_reported_then_removed_after_the_grace_period(server: Server, client: Client, docker: aiodocker.Docker):
     orphan_id = uuid.uuid4().hex[:12]
     name = unique_name("orphan")
-    container = await docker.containers.create({
-        "Image": "flow:latest", "Cmd": ["sleep", "3600"], "HostConfig": {"Init": True},
-        "Labels": {labels.MANAGED: "true", labels.INSTANCE: server.instance, labels.CONTAINER_ID: orphan_id,
-                   labels.NAME: name}}, name=name)
+    container = await docker.containers.create(
+        {
+            "Image": "flow:latest",
+            "Cmd": ["sleep", "3600"],
+            "HostConfig": {"Init": True},
+            "Labels": {labels.MANAGED: "true", labels.INSTANCE: server.instance, labels.CONTAINER_ID: orphan_id, labels.NAME: name},
+        },
+        name=name,
+    )
     await container.start()
-    found = await client.wait_for("activity_log", orphan_id, lambda a: a["details"].get("reason") == "orphan",
-                                  timeout=15)
+    found = await client.wait_for("activity_log", orphan_id, lambda a: a["details"].get("reason") == "orphan", timeout=15)
     assert found["activity_type"] == "container_error" and found["details"]["names"] == [name]
     assert (await container.show())["State"]["Running"], "kept during the grace period"
-    removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted",
-                                    timeout=15)
+    removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted", timeout=15)
     assert removed["details"] == {"reason": "orphan", "name": name, "docker_id": container.id, "image": "flow:latest"}
     try:
         await container.show()
@@ -148,8 +158,13 @@ async def test_a_runtime_that_stops_answering_pings_is_unhealthy_once(client: Cl
         await expect_quiet(client, "container_health_warning", 2, container_id=cid, what="one warning per transition")
     finally:
         os.kill(runtime[0], signal.SIGCONT)
-    await wait_until(lambda: client.call("get_container_status", {"container_id": cid}), 10,
-                     until=lambda s: s["health"] == "healthy", what="healthy again once it answers", interval=0.2)
+    await wait_until(
+        lambda: client.call("get_container_status", {"container_id": cid}),
+        10,
+        until=lambda s: s["health"] == "healthy",
+        what="healthy again once it answers",
+        interval=0.2,
+    )
     assert len(client.of("container_health_warning", cid)) == 1
     assert transitions(client, cid) == [("created", "running")], "unhealthy is not a state change"
     await client.call("delete_container", {"container_id": cid})

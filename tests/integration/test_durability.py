@@ -2,6 +2,7 @@
 
 The state directory is a real 256 KiB tmpfs (the tests run as root); a filler file takes its last byte.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,8 @@ async def journal_of(client: Client) -> dict:
 
 
 async def test_full_state_directory_answers_system_error_and_the_controller_does_not_act(
-        docker: aiodocker.Docker, tiny_server: Server, tiny_state_dir: Path) -> None:
+    docker: aiodocker.Docker, tiny_server: Server, tiny_state_dir: Path
+) -> None:
     state = tiny_state_dir / tiny_server.instance
     client = await Client().connect(tiny_server.url)
     try:
@@ -99,12 +101,10 @@ async def test_full_state_directory_answers_system_error_and_the_controller_does
         container = await docker.containers.get(created["docker_id"])
         assert container["State"]["Running"] is True
         listing = (await client.call("list_containers", {}))["containers"]
-        assert [(c["id"], c["desired_state"], c["status"]) for c in listing if c["id"] == cid] == \
-            [(cid, "running", "running")]
+        assert [(c["id"], c["desired_state"], c["status"]) for c in listing if c["id"] == cid] == [(cid, "running", "running")]
 
         name = unique_name("never")
-        refused = await client.call("create_container", {"image": "flow:latest", "name": name},
-                                    timeout=REQUEST_TIMEOUT + 5)
+        refused = await client.call("create_container", {"image": "flow:latest", "name": name}, timeout=REQUEST_TIMEOUT + 5)
         assert refused.get("error_type") == "system_error" and refused["details"]["reason"] == "state_not_writable"
         assert not await docker.containers.list(all=True, filters={"name": [name]}), "a create never saved"
 

@@ -6,6 +6,7 @@ as `unknown`, and converge once the engine answers again: desired-running
 containers run, desired-stopped ones stay stopped, nothing is duplicated, no
 crash is blamed on the containers.
 """
+
 from __future__ import annotations
 
 import signal
@@ -45,8 +46,7 @@ async def manager(engine: PrivateEngine, tmp_path: Path) -> AsyncIterator[tuple[
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "stop"])
-async def test_engine_outage_is_reported_and_everything_converges_back(
-        manager: tuple[Server, Client], engine: PrivateEngine, how: signal.Signals):
+async def test_engine_outage_is_reported_and_everything_converges_back(manager: tuple[Server, Client], engine: PrivateEngine, how: signal.Signals):
     server, client = manager
     run = await client.call("create_container", {"image": "flow:latest", "name": unique_name("eng-run")})
     halt = await client.call("create_container", {"image": "flow:latest", "name": unique_name("eng-stop")})
@@ -83,26 +83,38 @@ async def test_engine_outage_is_reported_and_everything_converges_back(
 
     back_at = engine.start()
     await client.wait_for("engine_status", None, lambda e: e["available"] is True, timeout=20)
-    await client.wait_for("status_changed", run["container_id"],
-                          lambda e: e["old_state"] != "unknown" and e["new_state"] == "running",
-                          count=len([t for t in before[run["container_id"]] if t[1] == "running"]) + 1, timeout=30)
+    await client.wait_for(
+        "status_changed",
+        run["container_id"],
+        lambda e: e["old_state"] != "unknown" and e["new_state"] == "running",
+        count=len([t for t in before[run["container_id"]] if t[1] == "running"]) + 1,
+        timeout=30,
+    )
     record_timing(f"engine {how.name}: engine answers -> running again", time.time() - back_at)
     await client.wait_for("status_changed", halt["container_id"], lambda e: e["old_state"] == "unknown", timeout=30)
     await wait_link(client, run["container_id"], True)
     await ping(client, run["container_id"])
     record_timing(f"engine {how.name}: engine answers -> link answers", time.time() - back_at)
-    await expect_quiet(client, {"status_changed": None, "container_crashed": None, "engine_status": None,
-                                "error": lambda e: e["details"].get("operation") == "docker_engine"}, 2,
-                       what="converged: two status rounds later, nothing more happens")
+    await expect_quiet(
+        client,
+        {
+            "status_changed": None,
+            "container_crashed": None,
+            "engine_status": None,
+            "error": lambda e: e["details"].get("operation") == "docker_engine",
+        },
+        2,
+        what="converged: two status rounds later, nothing more happens",
+    )
 
     # Exactly these transitions: the engine stopped the running one (while coming back after a kill -9;
     # before going away when stopped gracefully, which the manager sees only if it inspects the container
     # before the API closes), and the manager started it again.
-    after_run = transitions(client, run["container_id"])[len(before[run["container_id"]]):]
+    after_run = transitions(client, run["container_id"])[len(before[run["container_id"]]) :]
     through_outage = [("running", "unknown"), ("unknown", "stopped"), ("stopped", "running")]
     seen_stopping = [("running", "stopped"), ("stopped", "unknown"), ("unknown", "stopped"), ("stopped", "running")]
     assert after_run == through_outage or (how == signal.SIGTERM and after_run == seen_stopping), after_run
-    after_halt = transitions(client, halt["container_id"])[len(before[halt["container_id"]]):]
+    after_halt = transitions(client, halt["container_id"])[len(before[halt["container_id"]]) :]
     assert after_halt == [("stopped", "unknown"), ("unknown", "stopped")], after_halt
     crash_codes = [c["exit_code"] for c in client.of("container_crashed")]
     if how == signal.SIGKILL:

@@ -1,4 +1,5 @@
 """Every failure reaches the requester as one documented `error` event."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,8 +18,7 @@ def assert_error(payload: dict, error_type: str, operation: str) -> None:
 
 
 async def test_unknown_container_for_every_operation(client: Client):
-    for operation in ("start_container", "stop_container", "restart_container", "delete_container",
-                      "get_container_status"):
+    for operation in ("start_container", "stop_container", "restart_container", "delete_container", "get_container_status"):
         reply = await client.call(operation, {"container_id": "0123456789ab"})
         assert_error(reply, "container_not_found", operation)
         assert reply["details"]["container_id"] == "0123456789ab"
@@ -27,10 +27,15 @@ async def test_unknown_container_for_every_operation(client: Client):
 
 
 async def test_validation_errors(client: Client):
-    cases = [("create_container", {"name": "x"}, "image"), ("create_container", {"image": 7}, "image"),
-             ("create_container", {"image": "flow:latest", "ports": {"80": "80"}}, "ports.80"),
-             ("start_container", {}, "container_id"), ("stop_container", {"container_id": 12}, "container_id"),
-             ("start_container", "abc", "(request)"), ("delete_container", None, "(request)")]
+    cases = [
+        ("create_container", {"name": "x"}, "image"),
+        ("create_container", {"image": 7}, "image"),
+        ("create_container", {"image": "flow:latest", "ports": {"80": "80"}}, "ports.80"),
+        ("start_container", {}, "container_id"),
+        ("stop_container", {"container_id": 12}, "container_id"),
+        ("start_container", "abc", "(request)"),
+        ("delete_container", None, "(request)"),
+    ]
     for operation, payload, field in cases:
         reply = await client.call(operation, payload)
         assert_error(reply, "validation_error", operation)

@@ -1,4 +1,5 @@
 """`health` comes from the image's HEALTHCHECK; turning unhealthy warns once."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,7 @@ async def test_healthy_then_unhealthy_warns_once(client: Client, docker: aiodock
     name = unique_name("health")
     # The command creates the marker and keeps running: healthy until the test removes the marker.
     script = "import time; open('/tmp/ok','w').close(); time.sleep(3600)"
-    created = await client.call("create_container", {"image": health_image, "name": name,
-                                                      "command": ["python3", "-c", script]})
+    created = await client.call("create_container", {"image": health_image, "name": name, "command": ["python3", "-c", script]})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
     await client.wait_for("container_status_update", cid, lambda u: u["status"]["health"] == "healthy", timeout=15)

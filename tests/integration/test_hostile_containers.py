@@ -4,6 +4,7 @@ Each case runs a hostile program inside a real container, on its real link, whil
 next to it is pinged: the quiet link must keep answering fast, the manager must keep serving requests
 and its memory must stay bounded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,54 +16,54 @@ import pytest
 from tests.integration.harness import Client, Server, unique_name
 from tests.integration.test_links import ping, rss_mb, running_with_link, wait_link
 
-PRELUDE = ("import socket,struct,json,time\n"
-           "def dial():\n"
-           "    s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); return s\n"
-           "def frame(obj):\n"
-           "    b=json.dumps(obj).encode(); return struct.pack('>I',len(b))+b\n")
+PRELUDE = (
+    "import socket,struct,json,time\n"
+    "def dial():\n"
+    "    s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); return s\n"
+    "def frame(obj):\n"
+    "    b=json.dumps(obj).encode(); return struct.pack('>I',len(b))+b\n"
+)
 
 HOSTILE = {
     # invalid UTF-8, JSON that is not an object, a truncated header, a truncated body: each resets the link
-    "garbage": PRELUDE + (
+    "garbage": PRELUDE
+    + (
         "bad=[struct.pack('>I',4)+b'\\xff\\xfe\\xfd\\xfc', struct.pack('>I',7)+b'[1,2,3]', b'\\x00\\x00',"
         " struct.pack('>I',100)+b'{\"a\":', struct.pack('>I',5)+b'nope!']\n"
         "while True:\n"
         "    for g in bad:\n"
         "        try:\n"
         "            s=dial(); s.sendall(frame({'command':'hello'})+g); s.close()\n"
-        "        except OSError: time.sleep(0.01)\n"),
+        "        except OSError: time.sleep(0.01)\n"
+    ),
     # a header announcing 4 GiB, and a real frame one byte over the limit: refused without allocating
-    "huge": PRELUDE + (
+    "huge": PRELUDE
+    + (
         "over=struct.pack('>I',(1<<20)+1)+b'x'*((1<<20)+1)\n"
         "while True:\n"
         "    for g in (struct.pack('>I',0xFFFFFFFF)+b'x'*65536, over):\n"
         "        try:\n"
         "            s=dial(); s.sendall(g); s.close()\n"
-        "        except OSError: time.sleep(0.01)\n"),
+        "        except OSError: time.sleep(0.01)\n"
+    ),
     # the largest frames the link accepts, as fast as the socket takes them
-    "flood": PRELUDE + (
-        "f=frame({'command':'flood','data':'x'*((1<<20)-64)}); s=dial()\n"
-        "while True: s.sendall(f)\n"),
+    "flood": PRELUDE + ("f=frame({'command':'flood','data':'x'*((1<<20)-64)}); s=dial()\nwhile True: s.sendall(f)\n"),
     # connects, says hello, never reads: the manager's writes to it fill the socket and must time out
     "never_reads": PRELUDE + "s=dial(); s.sendall(frame({'command':'hello'})); time.sleep(3600)\n",
 }
 
 ACTIVE = {  # how to tell the hostile program is at work
-    "garbage": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error",
-                                         count=5, timeout=20),
-    "huge": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error",
-                                      count=5, timeout=20),
+    "garbage": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error", count=5, timeout=20),
+    "huge": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error", count=5, timeout=20),
     "flood": lambda c, cid: c.wait_for("message_received", cid, count=50, timeout=20),
-    "never_reads": lambda c, cid: c.wait_for("message_received", cid, lambda m: m["message"]["command"] == "hello",
-                                             timeout=20),
+    "never_reads": lambda c, cid: c.wait_for("message_received", cid, lambda m: m["message"]["command"] == "hello", timeout=20),
 }
 
 
 async def keep_sending(client: Client, cid: str, results: list[str], stop: asyncio.Event) -> None:
     """Messages to the container that never reads: each must fail on its own, in about --send-timeout."""
     while not stop.is_set():
-        reply = await client.call("send_message", {"container_id": cid, "message": {"data": "m" * 500_000}},
-                                  timeout=30)
+        reply = await client.call("send_message", {"container_id": cid, "message": {"data": "m" * 500_000}}, timeout=30)
         results.append(reply.get("error_type") or reply.get("status"))
 
 
@@ -70,8 +71,9 @@ async def keep_sending(client: Client, cid: str, results: list[str], stop: async
 async def test_a_hostile_container_stalls_nothing(case: str, server: Server, client: Client):
     quiet = await running_with_link(client)
     baseline = await round_trips(client, quiet["container_id"], 1.0)  # this machine, now, without the attack
-    created = await client.call("create_container", {"image": "flow:latest", "name": f"{quiet['name']}-{case}"[:120],
-                                                      "command": ["python3", "-c", HOSTILE[case]]})
+    created = await client.call(
+        "create_container", {"image": "flow:latest", "name": f"{quiet['name']}-{case}"[:120], "command": ["python3", "-c", HOSTILE[case]]}
+    )
     hostile = created["container_id"]
     try:
         await client.call("start_container", {"container_id": hostile})
@@ -83,8 +85,9 @@ async def test_a_hostile_container_stalls_nothing(case: str, server: Server, cli
     await ping_after(client)
 
 
-async def round_trips(client: Client, quiet: str, seconds: float, server: Server | None = None,
-                      peak: list[float] | None = None, listed: int = 1) -> list[float]:
+async def round_trips(
+    client: Client, quiet: str, seconds: float, server: Server | None = None, peak: list[float] | None = None, listed: int = 1
+) -> list[float]:
     """Ping the quiet container and list containers (at least `listed` of them) for `seconds`: the latencies
     a client sees."""
     latencies = []
@@ -119,8 +122,10 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
         assert "socket_timeout_error" in sends, sends
         assert set(sends) <= {"socket_timeout_error", "socket_error", "socket_connection_error"}, sends
     assert server.proc.poll() is None
-    print(f"\n{case}: {len(latencies)} requests, max latency {max(latencies) * 1000:.0f} ms "
-          f"(without the attack {baseline * 1000:.0f} ms), manager RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB")
+    print(
+        f"\n{case}: {len(latencies)} requests, max latency {max(latencies) * 1000:.0f} ms "
+        f"(without the attack {baseline * 1000:.0f} ms), manager RSS {rss_before:.0f} -> peak {peak_rss:.0f} MB"
+    )
     # Under 1 s, or (on a machine loaded by other work) within 4x what the same requests took just before,
     # and never over 3 s whatever the machine.
     assert max(latencies) < max(1.0, min(4 * baseline, 3.0)), (latencies, baseline)

@@ -8,6 +8,7 @@ starts that installation's `flow-manager serve` from a directory that is not the
 building on (so the runtime layer really is prepared from the installed package), and runs the code block
 under "## A client" in README.md, taken from the README text itself, against it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,12 +35,13 @@ README_URL = "http://127.0.0.1:8000"
 README_IMAGE = '"flow:latest"'
 README_NAME = '"demo"'
 # What a build of the checkout never needs: copying them would only cost time (or leak stale build output).
-COPY_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", "node_modules",
-                                     ".pytest_cache", ".venv", "results", ".timings.jsonl")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", "node_modules", ".pytest_cache", ".venv", "results", ".timings.jsonl"
+)
 
 # Runs the README's example unchanged and records what it got: every answer to a `call` and every event
 # that the example itself does not handle (the response events), as JSON lines.
-RECORDER = '''\
+RECORDER = """\
 import json, sys
 import socketio
 
@@ -66,7 +68,7 @@ socketio.AsyncClient.__init__ = init
 
 code = open(sys.argv[2]).read()
 exec(compile(code, "README.md: A client", "exec"), {"__name__": "__main__"})
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=elsewhere)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-compile", str(wheel)],
-         cwd=elsewhere, env=env)
+    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-compile", str(wheel)], cwd=elsewhere, env=env)
     record_timing("wheel_build", built - began)
     record_timing("wheel_venv_install", time.monotonic() - built)
     shutil.rmtree(source)
@@ -134,9 +135,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
 def test_installed_modules_are_the_wheels(installed: Installed) -> None:
     """What the venv imports is its own installation, never the checkout's source."""
-    done = _run([installed.python, "-c", "import api, controller, flow_manager, flow_runtime, store\n"
-                 "for m in (api, controller, flow_manager, flow_runtime, store): print(m.__file__)"],
-                cwd=installed.elsewhere, env=installed.env)
+    done = _run(
+        [
+            installed.python,
+            "-c",
+            "import api, controller, flow_manager, flow_runtime, store\n"
+            "for m in (api, controller, flow_manager, flow_runtime, store): print(m.__file__)",
+        ],
+        cwd=installed.elsewhere,
+        env=installed.env,
+    )
     files = done.stdout.split()
     assert len(files) == 5
     for file in files:
@@ -154,8 +162,7 @@ async def _listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the installed flow-manager serve exited {proc.returncode}:\n"
-                                 f"{log.read_text(errors='replace')[-4000:]}")
+            raise AssertionError(f"the installed flow-manager serve exited {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -163,12 +170,10 @@ async def _listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeou
             return
         except OSError:
             await asyncio.sleep(0.05)
-    raise AssertionError(f"the installed flow-manager serve did not listen within {timeout}s:\n"
-                         f"{log.read_text(errors='replace')[-4000:]}")
+    raise AssertionError(f"the installed flow-manager serve did not listen within {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
-async def test_readme_client_example_against_the_installed_wheel(installed: Installed, docker: aiodocker.Docker,
-                                                                 tmp_path: Path) -> None:
+async def test_readme_client_example_against_the_installed_wheel(installed: Installed, docker: aiodocker.Docker, tmp_path: Path) -> None:
     example = readme_client_example()
     for text in (README_URL, README_IMAGE, README_NAME):  # the test must break when the example changes shape
         assert text in example, f"README's client example no longer contains {text}"
@@ -179,17 +184,41 @@ async def test_readme_client_example_against_the_installed_wheel(installed: Inst
     (tmp_path / "recorder.py").write_text(RECORDER)
     log = tmp_path / f"server-{port}.log"
     with open(log, "ab") as out:
-        server = subprocess.Popen([installed.flow_manager, "serve", "--port", str(port), "--flow-image", image,
-                                   "--socket-dir", str(tmp_path / "sockets"), "--state-dir", str(tmp_path / "state"),
-                                   "--instance", f"wheeltest-{RUN_ID}-{port}", "--build-image"],
-                                  cwd=installed.elsewhere, env=installed.env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                installed.flow_manager,
+                "serve",
+                "--port",
+                str(port),
+                "--flow-image",
+                image,
+                "--socket-dir",
+                str(tmp_path / "sockets"),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--instance",
+                f"wheeltest-{RUN_ID}-{port}",
+                "--build-image",
+            ],
+            cwd=installed.elsewhere,
+            env=installed.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         began = time.monotonic()
         await _listening(server, port, log, timeout=180)
         record_timing("wheel_serve_listening", time.monotonic() - began)
         proc = await asyncio.create_subprocess_exec(
-            installed.python, str(tmp_path / "recorder.py"), str(tmp_path / "recorded.jsonl"), str(tmp_path / "example.py"),
-            cwd=installed.elsewhere, env=installed.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            installed.python,
+            str(tmp_path / "recorder.py"),
+            str(tmp_path / "recorded.jsonl"),
+            str(tmp_path / "example.py"),
+            cwd=installed.elsewhere,
+            env=installed.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 0, f"the README example failed:\n{stdout.decode()}\n{stderr.decode()}"
         recorded = [json.loads(line) for line in (tmp_path / "recorded.jsonl").read_text().splitlines()]

@@ -1,4 +1,5 @@
 """The reference's lifecycle, end to end, against the real engine."""
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,12 @@ async def docker_counters(docker: aiodocker.Docker, docker_id: str) -> dict[str,
     stats = await docker._query_json(f"containers/{docker_id}/stats", params={"stream": "0", "one-shot": "1"})
     networks = (stats.get("networks") or {}).values()
     blkio = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
-    return {"network_rx_bytes": sum(n["rx_bytes"] for n in networks),
-            "network_tx_bytes": sum(n["tx_bytes"] for n in networks),
-            "disk_read_bytes": sum(e["value"] for e in blkio if e["op"].lower() == "read"),
-            "disk_write_bytes": sum(e["value"] for e in blkio if e["op"].lower() == "write")}
+    return {
+        "network_rx_bytes": sum(n["rx_bytes"] for n in networks),
+        "network_tx_bytes": sum(n["tx_bytes"] for n in networks),
+        "disk_read_bytes": sum(e["value"] for e in blkio if e["op"].lower() == "read"),
+        "disk_write_bytes": sum(e["value"] for e in blkio if e["op"].lower() == "write"),
+    }
 
 
 def iso(value: str) -> datetime:
@@ -32,12 +35,10 @@ def iso(value: str) -> datetime:
 async def test_reference_lifecycle(client: Client, docker: aiodocker.Docker, server):
     name = unique_name("life")
     began = time.time()
-    created = await client.call("create_container", {"image": "flow:latest", "name": name,
-                                                      "environment": {"ENV_VAR1": "value1"}, "ports": {}})
+    created = await client.call("create_container", {"image": "flow:latest", "name": name, "environment": {"ENV_VAR1": "value1"}, "ports": {}})
     cid = created["container_id"]
     assert HEX12.match(cid)
-    assert {k: created[k] for k in ("name", "image", "status", "ports")} == \
-        {"name": name, "image": "flow:latest", "status": "created", "ports": {}}
+    assert {k: created[k] for k in ("name", "image", "status", "ports")} == {"name": name, "image": "flow:latest", "status": "created", "ports": {}}
     assert created["socket_path"] == f"{server.socket_dir}/{name}.sock"
     assert (await client.wait_for("container_created", cid)) == created
     info = await docker.containers.container(created["docker_id"]).show()
@@ -51,9 +52,12 @@ async def test_reference_lifecycle(client: Client, docker: aiodocker.Docker, ser
 
     # No HEALTHCHECK in the image: health is the link's. The runtime dials its socket by itself and the
     # manager pings it every 0.5 s, so connected and healthy must both come true.
-    await wait_until(lambda: client.call("get_container_status", {"container_id": cid}), 15,
-                     until=lambda s: s["socket_connected"] is True and s["health"] == "healthy",
-                     what="the runtime's link connected and answering pings")
+    await wait_until(
+        lambda: client.call("get_container_status", {"container_id": cid}),
+        15,
+        until=lambda s: s["socket_connected"] is True and s["health"] == "healthy",
+        what="the runtime's link connected and answering pings",
+    )
     before = await docker_counters(docker, created["docker_id"])
     status = await client.call("get_container_status", {"container_id": cid})
     after = await docker_counters(docker, created["docker_id"])
@@ -93,13 +97,11 @@ async def test_reference_lifecycle(client: Client, docker: aiodocker.Docker, ser
 
     # The diffs: one status_changed per real transition, in order, and an activity for each operation.
     transitions = [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)]
-    assert transitions == [("created", "running"), ("running", "stopped"), ("stopped", "running"),
-                           ("running", "stopped"), ("stopped", "deleted")]
+    assert transitions == [("created", "running"), ("running", "stopped"), ("stopped", "running"), ("running", "stopped"), ("stopped", "deleted")]
     stamps = [e["timestamp"] for e in client.of("status_changed", cid)]
     assert began <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= time.time(), (began, stamps)
     activities = [a["activity_type"] for a in client.of("activity_log", cid)]
-    for kind in ("container_created", "container_started", "container_restarted", "container_stopped",
-                 "container_deleted", "status_change"):
+    for kind in ("container_created", "container_started", "container_restarted", "container_stopped", "container_deleted", "status_change"):
         assert kind in activities, kind
     assert not client.of("container_crashed", cid), "a requested stop or restart is not a crash"
 
@@ -111,17 +113,16 @@ async def test_start_from_name_and_idempotent_requests(client: Client):
     assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
     assert (await client.call("stop_container", {"container_id": cid}))["status"] == "stopped"
     assert (await client.call("stop_container", {"container_id": cid}))["status"] == "stopped"
-    assert [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)] == \
-        [("created", "running"), ("running", "stopped")]
+    assert [(e["old_state"], e["new_state"]) for e in client.of("status_changed", cid)] == [("created", "running"), ("running", "stopped")]
     await client.call("delete_container", {"container_id": cid})
 
 
 async def test_ports_are_published_on_loopback(client: Client, docker: aiodocker.Docker):
     from tests.integration.harness import free_port
+
     host_port = free_port()
     name = unique_name("port")
-    created = await client.call("create_container", {"image": "flow:latest", "name": name,
-                                                      "ports": {"8080": host_port}})
+    created = await client.call("create_container", {"image": "flow:latest", "name": name, "ports": {"8080": host_port}})
     assert created["ports"] == {"8080": host_port}
     await client.call("start_container", {"container_id": name})
     info = await docker.containers.container(created["docker_id"]).show()

@@ -6,6 +6,7 @@
 - --socket-dir pointing at a shared directory (mode 1777) keeps its mode.
 - A send that answers socket_timeout_error is never delivered later: the client may retry without duplicates.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,8 +74,9 @@ async def test_a_container_racing_link_setup_cannot_chmod_host_files(docker: aio
     try:
         client = await Client().connect(server.url)
         for target in targets:
-            created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("racer"),
-                                                              "command": ["python3", "-c", RACER, str(target)]})
+            created = await client.call(
+                "create_container", {"image": "flow:latest", "name": unique_name("racer"), "command": ["python3", "-c", RACER, str(target)]}
+            )
             assert created.get("status") == "created", created
             cids.append(created["container_id"])
             started = await client.call("start_container", {"container_id": created["container_id"]})
@@ -131,15 +133,19 @@ print(json.dumps({
 KEPT_CAPABILITIES = sum(1 << bit for bit in (0, 1, 3, 4, 5, 6, 7, 10))
 
 
-async def test_the_link_directory_is_read_only_inside_and_devices_cannot_be_made(server: Server, client: Client,
-                                                                                 docker: aiodocker.Docker):
+async def test_the_link_directory_is_read_only_inside_and_devices_cannot_be_made(server: Server, client: Client, docker: aiodocker.Docker):
     created = await running_with_link(client)
     cid = created["container_id"]
     try:
         seen = await asyncio.to_thread(docker_exec, created["name"], INSIDE)
         assert {k: v for k, v in seen.items() if k != "caps"} == {
-            "write": "EROFS", "symlink": "EROFS", "mkdir": "EROFS", "remove_socket": "EROFS",
-            "mknod_block": "EPERM", "mknod_char": "EPERM"}, seen
+            "write": "EROFS",
+            "symlink": "EROFS",
+            "mkdir": "EROFS",
+            "remove_socket": "EROFS",
+            "mknod_block": "EPERM",
+            "mknod_char": "EPERM",
+        }, seen
         assert int(seen["caps"]["CapBnd"], 16) == KEPT_CAPABILITIES, seen["caps"]
         assert not any(p.name != "link.sock" for p in host_link(server, cid).parent.iterdir())
         mounts = (await docker.containers.container(created["docker_id"]).show())["Mounts"]
@@ -223,8 +229,7 @@ async def test_a_send_that_timed_out_is_never_delivered_later(client: Client):
         await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "hello")
         answers = []
         for i in range(40):  # the socket's buffer takes a few; then a write cannot finish within --send-timeout
-            reply = await client.call("send_message", {"container_id": cid,
-                                                       "message": {"command": "n", "data": {"i": i, "pad": "x" * 60_000}}})
+            reply = await client.call("send_message", {"container_id": cid, "message": {"command": "n", "data": {"i": i, "pad": "x" * 60_000}}})
             answers.append(reply)
             if reply.get("error"):
                 break
@@ -235,10 +240,10 @@ async def test_a_send_that_timed_out_is_never_delivered_later(client: Client):
         assert sent == list(range(len(answers) - 1)) and sent, "the socket's buffer took some before the timeout"
 
         await asyncio.to_thread(subprocess.run, ["docker", "exec", created["name"], "touch", "/tmp/go"], check=True)
-        report = await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "report",
-                                       timeout=20)
-        assert report["message"]["data"] == {"seen": sent, "ended": "eof"}, \
+        report = await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "report", timeout=20)
+        assert report["message"]["data"] == {"seen": sent, "ended": "eof"}, (
             "every message answered 'sent' arrives, the one answered socket_timeout_error never does"
+        )
         retry = await client.call("send_message", {"container_id": cid, "message": {"command": "n", "data": {"i": 99}}})
         assert retry.get("status") == "sent", retry  # the reader dialled again: a retry goes through once
     finally:

@@ -1,4 +1,5 @@
 """Unix-socket links: messages both ways, in-place code updates, and links that come back by themselves."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,7 @@ async def ping(client: Client, cid: str) -> dict:
     before = len(client.of("message_received", cid, lambda m: m["message"]["command"] == "pong"))
     sent = await client.call("send_message", {"container_id": cid, "message": {"command": "ping"}})
     assert sent == {"container_id": cid, "message": {"command": "ping"}, "status": "sent"}
-    return await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "pong",
-                                 count=before + 1, timeout=10)
+    return await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "pong", count=before + 1, timeout=10)
 
 
 async def test_subscribe_messages_narrows_one_clients_message_received(server, client: Client):
@@ -58,13 +58,17 @@ async def test_subscribe_messages_narrows_one_clients_message_received(server, c
         await ping(client, first["container_id"])
         await narrow.wait_for("message_received", first["container_id"], lambda m: m["message"]["command"] == "pong")
         assert not narrow.of("message_received", second["container_id"])
-        await expect_quiet(narrow, "message_received", 0.3, container_id=second["container_id"],
-                           what="not subscribed to the second container (and the refused requests changed nothing)")
+        await expect_quiet(
+            narrow,
+            "message_received",
+            0.3,
+            container_id=second["container_id"],
+            what="not subscribed to the second container (and the refused requests changed nothing)",
+        )
 
         assert await narrow.call("subscribe_messages", {"container_ids": []}) == {"container_ids": []}
         await ping(client, first["container_id"])
-        await expect_quiet(narrow, "message_received", 0.3, container_id=first["container_id"],
-                           what="an empty list takes no messages")
+        await expect_quiet(narrow, "message_received", 0.3, container_id=first["container_id"], what="an empty list takes no messages")
         assert len(narrow.of("message_received", first["container_id"])) == 1
 
         assert await narrow.call("subscribe_messages", {"container_ids": None}) == {"container_ids": None}
@@ -83,8 +87,9 @@ async def test_ping_pong_reaches_every_client(server, client: Client, docker: ai
         cid = created["container_id"]
         assert Path(created["socket_path"]).is_symlink()
         mounts = (await docker.containers.container(created["docker_id"]).show())["Mounts"]
-        assert [(m["Source"], m["Destination"]) for m in mounts] == \
-            [(f"{server.socket_dir}/.links/{cid}", "/run/flow")], "a container sees its own link only"
+        assert [(m["Source"], m["Destination"]) for m in mounts] == [(f"{server.socket_dir}/.links/{cid}", "/run/flow")], (
+            "a container sees its own link only"
+        )
         pong = await ping(client, cid)
         assert pong["timestamp"].endswith("Z") and pong["container_id"] == cid
         await other.wait_for("message_received", cid, lambda m: m["message"]["command"] == "pong")
@@ -104,8 +109,7 @@ async def test_messages_arrive_in_order_and_none_are_lost(client: Client):
     for i in range(200):  # the default code echoes every message
         await client.sio.emit("send_message", {"container_id": cid, "message": {"command": "n", "data": {"i": i}}})
     await client.wait_for("message_received", cid, lambda m: m["message"]["command"] == "echo", count=200, timeout=30)
-    echoed = [m["message"]["data"]["data"]["i"] for m in client.of("message_received", cid)
-              if m["message"]["command"] == "echo"]
+    echoed = [m["message"]["data"]["data"]["i"] for m in client.of("message_received", cid) if m["message"]["command"] == "echo"]
     assert echoed == list(range(200))
     await client.call("delete_container", {"container_id": cid})
 
@@ -129,8 +133,7 @@ def handle(message):
 async def ask(client: Client, cid: str, command: str) -> dict:
     before = len(client.of("message_received", cid, lambda m: m["message"]["command"] in ("answer", "error")))
     await client.call("send_message", {"container_id": cid, "message": {"command": command}})
-    reply = await client.wait_for("message_received", cid, lambda m: m["message"]["command"] in ("answer", "error"),
-                                  count=before + 1, timeout=10)
+    reply = await client.wait_for("message_received", cid, lambda m: m["message"]["command"] in ("answer", "error"), count=before + 1, timeout=10)
     return reply["message"]
 
 
@@ -141,8 +144,7 @@ async def test_code_updates_keep_the_container_and_its_files(client: Client, doc
     assert (await ask(client, cid, "write"))["data"] == {"version": "v1", "notes": "v1\n"}
 
     updated = await client.call("update_container", {"container_id": cid, "code_path": str(v2)})
-    assert {k: updated[k] for k in ("container_id", "code_path", "status")} == \
-        {"container_id": cid, "code_path": str(v2), "status": "updated"}
+    assert {k: updated[k] for k in ("container_id", "code_path", "status")} == {"container_id": cid, "code_path": str(v2), "status": "updated"}
     await client.wait_for("container_updated", cid)
     await client.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_updated")
     assert (await ask(client, cid, "write"))["data"] == {"version": "v2", "notes": "v1\nv2\n"}
@@ -165,8 +167,7 @@ async def test_code_updates_keep_the_container_and_its_files(client: Client, doc
     await client.call("delete_container", {"container_id": cid})
 
 
-async def test_recreated_container_comes_back_with_the_desired_revision(client: Client, docker: aiodocker.Docker,
-                                                                        tmp_path: Path):
+async def test_recreated_container_comes_back_with_the_desired_revision(client: Client, docker: aiodocker.Docker, tmp_path: Path):
     created = await running_with_link(client, code_path=str(write_code(tmp_path / "a", "va")))
     cid = created["container_id"]
     await client.call("update_container", {"container_id": cid, "code_path": str(write_code(tmp_path / "b", "vb"))})
@@ -195,8 +196,7 @@ async def test_link_follows_the_container_through_stop_and_restart(client: Clien
 
 
 async def test_host_process_can_use_socket_path_and_garbage_resets_only_that_link(client: Client):
-    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("host"),
-                                                      "command": ["sleep", "3600"]})
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("host"), "command": ["sleep", "3600"]})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
 
@@ -218,8 +218,7 @@ async def test_host_process_can_use_socket_path_and_garbage_resets_only_that_lin
 
 
 async def test_a_container_that_never_reads_gets_socket_timeout_error(client: Client):
-    reader_that_never_reads = ("import socket,time; s=socket.socket(socket.AF_UNIX); "
-                               "s.connect('/run/flow/link.sock'); time.sleep(3600)")
+    reader_that_never_reads = "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); time.sleep(3600)"
     cid = (await running_with_link(client, command=["python3", "-c", reader_that_never_reads]))["container_id"]
     big = {"command": "fill", "data": "x" * 900_000}
     errors = []
@@ -239,8 +238,9 @@ async def test_javascript_client(server):
     assert shutil.which("node"), "node is needed for the JavaScript client test (see README)"
     if not (JS_DIR / "node_modules" / "socket.io-client").exists():
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True)
-    proc = await asyncio.create_subprocess_exec("node", str(JS_DIR / "link_client.mjs"), server.url,
-                                                unique_name("js"), stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(JS_DIR / "link_client.mjs"), server.url, unique_name("js"), stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 90)
     result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["ok"], result
@@ -261,9 +261,11 @@ def rss_mb(pid: int) -> float:
 
 
 async def test_a_flooding_container_stalls_neither_the_manager_nor_other_links(server, client: Client):
-    flood = ("import socket,struct,json; s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); "
-             "b=json.dumps({'command':'flood','data':'x'*200}).encode(); f=struct.pack('>I',len(b))+b; "
-             "[s.sendall(f*100) for _ in iter(int, 1)]")
+    flood = (
+        "import socket,struct,json; s=socket.socket(socket.AF_UNIX); s.connect('/run/flow/link.sock'); "
+        "b=json.dumps({'command':'flood','data':'x'*200}).encode(); f=struct.pack('>I',len(b))+b; "
+        "[s.sendall(f*100) for _ in iter(int, 1)]"
+    )
     quiet = await running_with_link(client)
     rss_before = rss_mb(server.proc.pid)
     flooder = await running_with_link(client, command=["python3", "-c", flood])

@@ -1,4 +1,5 @@
 """Intent survives the manager itself: SIGKILL it, start it again, and everything is as declared."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,9 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
     server.start()
     client = await Client().connect(server.url)
     try:
-        running = await client.call("create_container", {"image": "flow:latest", "name": unique_name("keep-run"),
-                                                          "code_path": str(write_code(tmp_path / "code", "v1"))})
+        running = await client.call(
+            "create_container", {"image": "flow:latest", "name": unique_name("keep-run"), "code_path": str(write_code(tmp_path / "code", "v1"))}
+        )
         stopped = await client.call("create_container", {"image": "flow:latest", "name": unique_name("keep-stop")})
         created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("keep-new")})
         for c in (running, stopped):
@@ -35,13 +37,18 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
     server.start()
     client = await Client().connect(server.url)
     try:
+
         async def listing_by_id() -> dict[str, dict]:
             return {c["id"]: c for c in (await client.call("list_containers", {}))["containers"]}
-        listing = await wait_until(listing_by_id, 15, interval=0.1, what="every container adopted (listed with a Docker state)",
-                                   until=lambda listed: all(listed.get(c["container_id"], {}).get("status")
-                                                            not in (None, "deleted") for c in (running, stopped, created)))
-        record_timing("manager SIGKILL: process started -> every container adopted",
-                      asyncio.get_running_loop().time() - restarted_at)
+
+        listing = await wait_until(
+            listing_by_id,
+            15,
+            interval=0.1,
+            what="every container adopted (listed with a Docker state)",
+            until=lambda listed: all(listed.get(c["container_id"], {}).get("status") not in (None, "deleted") for c in (running, stopped, created)),
+        )
+        record_timing("manager SIGKILL: process started -> every container adopted", asyncio.get_running_loop().time() - restarted_at)
         assert listing[running["container_id"]]["status"] == "running"
         assert listing[stopped["container_id"]]["status"] == "stopped"
         assert listing[created["container_id"]]["status"] == "created"
@@ -55,8 +62,7 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
         await ping(client, running["container_id"])
         assert (await ask(client, running["container_id"], "read"))["data"]["version"] == "v1"
         assert not client.of("container_crashed") and not client.of("status_changed"), client.events
-        await expect_quiet(client, {"container_crashed": None, "status_changed": None}, 1.5,
-                           what="adopted as they were: no transition, no crash")
+        await expect_quiet(client, {"container_crashed": None, "status_changed": None}, 1.5, what="adopted as they were: no transition, no crash")
         for c in (running, stopped, created):
             assert (await client.call("delete_container", {"container_id": c["container_id"]}))["status"] == "deleted"
     finally:
@@ -64,8 +70,7 @@ async def test_sigkill_and_restart_adopts_everything_and_links_come_back(docker:
         server.stop()
 
 
-async def test_a_run_stopped_before_a_manager_restart_is_no_crash_when_started_again(docker: aiodocker.Docker,
-                                                                                    tmp_path: Path):
+async def test_a_run_stopped_before_a_manager_restart_is_no_crash_when_started_again(docker: aiodocker.Docker, tmp_path: Path):
     """Which runs the manager ended itself survives the manager: a stop, a restart of the manager, a start."""
     server = Server(tmp_path)
     server.start()
@@ -84,8 +89,13 @@ async def test_a_run_stopped_before_a_manager_restart_is_no_crash_when_started_a
     try:
         assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
         assert not client.of("container_crashed", cid), client.events
-        await expect_quiet(client, "container_crashed", 3.0, container_id=cid, what="the run the manager stopped "
-                           "before its restart ended by the manager's hand (exit 143), not by a crash")
+        await expect_quiet(
+            client,
+            "container_crashed",
+            3.0,
+            container_id=cid,
+            what="the run the manager stopped before its restart ended by the manager's hand (exit 143), not by a crash",
+        )
         assert not client.of("activity_log", cid, lambda a: a["activity_type"] == "container_crash"), client.events
 
         # A real crash now is the first one: restarted at once, no back-off earned by the stop.

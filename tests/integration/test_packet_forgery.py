@@ -7,6 +7,7 @@ manager's disconnect handler, which forgot the client's rate-limit bucket, and `
 same way. A client leaving the namespace ("41") and joining it again ("40") on the same Engine.IO session got a
 new sid, and with it a fresh bucket too.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,7 @@ REQUEST = '42["list_containers",{}]'
 
 @pytest.fixture(scope="module")
 def limited(docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("forgery"), "--client-rate-limit", str(RATE),
-                 "--client-rate-burst", str(BURST))
+    srv = Server(tmp_path_factory.mktemp("forgery"), "--client-rate-limit", str(RATE), "--client-rate-burst", str(BURST))
     srv.start()
     yield srv
     srv.stop()
@@ -38,8 +38,7 @@ class RawSocket:
     """A Socket.IO client written frame by frame: it sends exactly what the test says."""
 
     def __init__(self, server: Server) -> None:
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket",
-                                              timeout=30)
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", timeout=30)
         assert self.ws.recv().startswith("0{")  # Engine.IO open
         self.events: list[tuple[str, Any]] = []
         self.packets: list[str] = []
@@ -120,8 +119,17 @@ def assert_still_limited(raw: RawSocket, emptied: float, count: int = 300) -> tu
     return served, refused
 
 
-@pytest.mark.parametrize("forgery", ['4\u0662["disconnect"]', '\u06642["disconnect"]', '4\uff12["disconnect"]',
-                                     '4"2[\\"disconnect\\"]"', '42\u0663["disconnect"]', '42\u0661-["disconnect"]'])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        '4\u0662["disconnect"]',
+        '\u06642["disconnect"]',
+        '4\uff12["disconnect"]',
+        '4"2[\\"disconnect\\"]"',
+        '42\u0663["disconnect"]',
+        '42\u0661-["disconnect"]',
+    ],
+)
 def test_a_forged_disconnect_neither_resets_the_rate_limit_nor_passes(limited: Server, forgery: str):
     raw, emptied = flood(limited)
     try:
@@ -146,10 +154,18 @@ def test_leaving_and_joining_the_namespace_keeps_the_rate_limit(limited: Server)
         raw.close()
 
 
-@pytest.mark.parametrize("forgery", ['4\u0662["connect",{"HTTP_HOST":"127.0.0.1"},{}]',
-                                     '\uff142["connect",{"HTTP_HOST":"127.0.0.1"},{}]',
-                                     '4"2[\\"connect\\",{\\"HTTP_HOST\\":\\"127.0.0.1\\"},{}]"',
-                                     "4\u0660", "4\u0661", "4true", '4\u06651-["list_containers",{}]'])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        '4\u0662["connect",{"HTTP_HOST":"127.0.0.1"},{}]',
+        '\uff142["connect",{"HTTP_HOST":"127.0.0.1"},{}]',
+        '4"2[\\"connect\\",{\\"HTTP_HOST\\":\\"127.0.0.1\\"},{}]"',
+        "4\u0660",
+        "4\u0661",
+        "4true",
+        '4\u06651-["list_containers",{}]',
+    ],
+)
 def test_forged_connection_packets_close_the_connection_and_never_reach_the_handlers(limited: Server, forgery: str):
     raw = RawSocket(limited)
     try:
@@ -167,8 +183,7 @@ def test_a_forged_packet_in_a_polling_body_ends_the_session(limited: Server):
     base = f"{limited.url}/socket.io/?EIO=4&transport=polling"
 
     def http(url: str, body: str | None = None) -> str:
-        request = urllib.request.Request(url, data=body.encode() if body is not None else None,
-                                         method="POST" if body is not None else "GET")
+        request = urllib.request.Request(url, data=body.encode() if body is not None else None, method="POST" if body is not None else "GET")
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read().decode()
 

@@ -1,5 +1,6 @@
 """Security against the real server and Docker: the token, origins, the start-up refusal, the request
 policy, the limits, and what the logs keep quiet about."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,11 +36,35 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def secure(docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory, roots: Path) -> Iterator[Server]:
     """A manager with a token and a widened but still bounded policy."""
-    srv = Server(tmp_path_factory.mktemp("secure"), "--token", TOKEN, "--cors-origins", "https://ui.example",
-                 "--volume-roots", str(roots / "allowed"), "--allowed-images", "flow:*",
-                 "--host-port-range", "20000-29999", "--max-memory-limit", str(256 << 20), "--max-pids-limit", "64",
-                 "--default-memory-limit", str(128 << 20), "--default-pids-limit", "32", "--max-containers", "2",
-                 "--max-request-bytes", "65536", "--client-rate-limit", "50", "--client-rate-burst", "20")
+    srv = Server(
+        tmp_path_factory.mktemp("secure"),
+        "--token",
+        TOKEN,
+        "--cors-origins",
+        "https://ui.example",
+        "--volume-roots",
+        str(roots / "allowed"),
+        "--allowed-images",
+        "flow:*",
+        "--host-port-range",
+        "20000-29999",
+        "--max-memory-limit",
+        str(256 << 20),
+        "--max-pids-limit",
+        "64",
+        "--default-memory-limit",
+        str(128 << 20),
+        "--default-pids-limit",
+        "32",
+        "--max-containers",
+        "2",
+        "--max-request-bytes",
+        "65536",
+        "--client-rate-limit",
+        "50",
+        "--client-rate-burst",
+        "20",
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -161,8 +186,7 @@ def test_a_public_address_without_a_token_refuses_to_start(workdir: Path):
 
 
 # -- what may be asked for -------------------------------------------------------------------------
-async def test_default_policy_refuses_host_paths_and_code_outside_roots(client: Client, docker: aiodocker.Docker,
-                                                                      server: Server, tmp_path: Path):
+async def test_default_policy_refuses_host_paths_and_code_outside_roots(client: Client, docker: aiodocker.Docker, server: Server, tmp_path: Path):
     name = unique_name("pol")
     cases = [
         ({"volumes": {str(tmp_path): "/data"}}, f"volumes.{tmp_path}"),
@@ -208,8 +232,7 @@ async def test_containers_run_unprivileged_with_default_limits(client: Client, d
     await client.call("delete_container", {"container_id": created["container_id"]})
 
 
-async def test_a_widened_policy_allows_what_it_names_and_nothing_more(authed: Client, docker: aiodocker.Docker,
-                                                                     secure: Server, roots: Path):
+async def test_a_widened_policy_allows_what_it_names_and_nothing_more(authed: Client, docker: aiodocker.Docker, secure: Server, roots: Path):
     refusals = [
         ({"image": "alpine:3"}, "image"),
         ({"volumes": {str(roots / "allowed" / "escape"): "/data"}}, f"volumes.{roots / 'allowed' / 'escape'}"),
@@ -228,9 +251,16 @@ async def test_a_widened_policy_allows_what_it_names_and_nothing_more(authed: Cl
 
     (roots / "allowed" / "data" / "hello.txt").write_text("from the host")
     (roots / "allowed" / "link-to-data").symlink_to(roots / "allowed" / "data")
-    created = await authed.call("create_container", {
-        "image": "flow:latest", "name": unique_name("wide"), "volumes": {str(roots / "allowed" / "link-to-data"): "/data"},
-        "ports": {"8080": 20000 + os.getpid() % 9000}, "pids_limit": 16})
+    created = await authed.call(
+        "create_container",
+        {
+            "image": "flow:latest",
+            "name": unique_name("wide"),
+            "volumes": {str(roots / "allowed" / "link-to-data"): "/data"},
+            "ports": {"8080": 20000 + os.getpid() % 9000},
+            "pids_limit": 16,
+        },
+    )
     assert created["status"] == "created", created
     info = await docker.containers.container(created["docker_id"]).show()
     assert {(m["Source"], m["Destination"]) for m in info["Mounts"]} >= {(str(roots / "allowed" / "data"), "/data")}
@@ -240,8 +270,7 @@ async def test_a_widened_policy_allows_what_it_names_and_nothing_more(authed: Cl
 
 # -- limits ------------------------------------------------------------------------------------------
 async def test_the_container_count_is_capped(authed: Client, docker: aiodocker.Docker, secure: Server):
-    first, second = [await authed.call("create_container", {"image": "flow:latest", "name": unique_name("cap")})
-                     for _ in range(2)]
+    first, second = [await authed.call("create_container", {"image": "flow:latest", "name": unique_name("cap")}) for _ in range(2)]
     name = unique_name("cap")
     third = await authed.call("create_container", {"image": "flow:latest", "name": name})
     assert third["error_type"] == "system_error" and third["details"]["limit"] == "max_containers", third
@@ -269,8 +298,7 @@ async def test_a_flooding_client_is_rate_limited_without_slowing_the_others(secu
             await asyncio.sleep(0.02)  # the well-behaved client stays under its own limit
             assert time.monotonic() - started < 30
         elapsed = time.monotonic() - started
-        await expect_quiet(flooder, {"container_list": None, "error": None}, 0.3,
-                           what="one answer per request: no duplicate or late extra answer")
+        await expect_quiet(flooder, {"container_list": None, "error": None}, 0.3, what="one answer per request: no duplicate or late extra answer")
         served, refused = len(flooder.of("container_list")), flooder.of("error")
         assert served + len(refused) == 1000  # one answer each, no more
         assert 20 <= served <= 20 + 50 * elapsed + 5, (served, elapsed)  # the burst, then 50/s
@@ -278,8 +306,7 @@ async def test_a_flooding_client_is_rate_limited_without_slowing_the_others(secu
         assert {e["details"]["limit"] for e in refused} == {"client_rate_limit"}
         assert all(0 < e["details"]["retry_after"] <= 1 / 50 for e in refused)
         assert latencies and max(latencies) < 1.0, latencies
-        print(f"\nrate limit: {served} served, {len(refused)} refused in {elapsed:.2f} s; "
-              f"other client max latency {max(latencies) * 1000:.1f} ms")
+        print(f"\nrate limit: {served} served, {len(refused)} refused in {elapsed:.2f} s; other client max latency {max(latencies) * 1000:.1f} ms")
     finally:
         await flooder.close()
 
@@ -309,8 +336,7 @@ def test_polling_clients_get_the_same_answer_to_an_oversized_request(secure: Ser
     base = f"{secure.url}/socket.io/?EIO=4&transport=polling"
 
     def http(url: str, body: str | None = None) -> str:
-        request = urllib.request.Request(url, data=body.encode() if body is not None else None,
-                                         method="POST" if body is not None else "GET")
+        request = urllib.request.Request(url, data=body.encode() if body is not None else None, method="POST" if body is not None else "GET")
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
 
@@ -331,12 +357,15 @@ def test_polling_clients_get_the_same_answer_to_an_oversized_request(secure: Ser
 # -- logs ---------------------------------------------------------------------------------------------
 async def test_logs_never_show_environment_values_or_message_contents(client: Client, server: Server):
     secret, content = f"env-secret-{unique_name()}", f"message-content-{unique_name()}"
-    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("quiet"),
-                                                      "environment": {"API_KEY": secret}})
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("quiet"), "environment": {"API_KEY": secret}})
     cid = created["container_id"]
     await client.call("start_container", {"container_id": cid})
-    await wait_until(lambda: client.call("get_container_status", {"container_id": cid}), 15,
-                     until=lambda s: s["socket_connected"] is True, what="the runtime's link connected")
+    await wait_until(
+        lambda: client.call("get_container_status", {"container_id": cid}),
+        15,
+        until=lambda s: s["socket_connected"] is True,
+        what="the runtime's link connected",
+    )
     await client.call("send_message", {"container_id": cid, "message": {"command": "echo", "data": content}})
     await client.wait_for("message_received", cid, lambda m: content in json.dumps(m))
     # failures that carry the values too

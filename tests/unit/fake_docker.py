@@ -7,6 +7,7 @@ by themselves (`exit_on_its_own`), with or without an event on the stream, and t
 away and come back (`go_down`, `come_back`). Every call is counted in `calls`, so a test can say that
 something did not call Docker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,11 +41,23 @@ class FakeContainer:
     starts: int = 0
 
     def inspect(self) -> dict[str, Any]:
-        return {"Id": self.docker_id, "Name": "/" + self.name, "Created": self.created,
-                "Config": {"Labels": dict(self.labels), "Image": self.image},
-                "State": {"Status": self.status, "Running": self.status == "running", "Paused": False,
-                          "ExitCode": self.exit_code, "OOMKilled": self.oom_killed, "Error": "", "Pid": self.pid,
-                          "StartedAt": self.started_at, "FinishedAt": self.finished_at}}
+        return {
+            "Id": self.docker_id,
+            "Name": "/" + self.name,
+            "Created": self.created,
+            "Config": {"Labels": dict(self.labels), "Image": self.image},
+            "State": {
+                "Status": self.status,
+                "Running": self.status == "running",
+                "Paused": False,
+                "ExitCode": self.exit_code,
+                "OOMKilled": self.oom_killed,
+                "Error": "",
+                "Pid": self.pid,
+                "StartedAt": self.started_at,
+                "FinishedAt": self.finished_at,
+            },
+        }
 
 
 @dataclass
@@ -68,8 +81,7 @@ class FakeDocker:
     def exit_on_its_own(self, docker_id: str, exit_code: int = 1, announce: bool = True) -> None:
         """The container's process ends (a crash, `docker kill`); `announce=False`: no event yet."""
         container = self.containers[docker_id]
-        container.status, container.exit_code, container.finished_at, container.pid = "exited", exit_code, \
-            self.stamp(), 0
+        container.status, container.exit_code, container.finished_at, container.pid = "exited", exit_code, self.stamp(), 0
         if announce:
             self._announce(container, "die")
 
@@ -104,20 +116,19 @@ class FakeDocker:
         self.calls[operation] += 1
         if self.down:
             self.on_unreachable()
-            raise DockerFailure("docker_api_error", "Docker engine unreachable: fake engine down",
-                                operation=operation, details={"reason": "docker_unreachable"})
+            raise DockerFailure(
+                "docker_api_error", "Docker engine unreachable: fake engine down", operation=operation, details={"reason": "docker_unreachable"}
+            )
 
     def _announce(self, container: FakeContainer, action: str) -> None:
-        event = {"Type": "container", "Action": action, "status": action,
-                 "Actor": {"ID": container.docker_id, "Attributes": dict(container.labels)}}
+        event = {"Type": "container", "Action": action, "status": action, "Actor": {"ID": container.docker_id, "Attributes": dict(container.labels)}}
         for stream in self._streams:
             stream.put_nowait(event)
 
     def _get(self, docker_id: str, operation: str) -> FakeContainer:
         container = self.containers.get(docker_id)
         if container is None:
-            raise DockerFailure("container_not_found", f"No such container: {docker_id}", operation=operation,
-                                status=404, permanent=True)
+            raise DockerFailure("container_not_found", f"No such container: {docker_id}", operation=operation, status=404, permanent=True)
         return container
 
     async def ping(self) -> None:
@@ -140,8 +151,11 @@ class FakeDocker:
 
     async def observe(self, container_id: str) -> list[Observed]:
         self._call("list_containers")
-        return [Observed.from_inspect(c.inspect()) for c in sorted(self.containers.values(), key=lambda c: c.created)
-                if c.labels.get(labels.CONTAINER_ID) == container_id]
+        return [
+            Observed.from_inspect(c.inspect())
+            for c in sorted(self.containers.values(), key=lambda c: c.created)
+            if c.labels.get(labels.CONTAINER_ID) == container_id
+        ]
 
     async def managed_ids(self) -> dict[str, list[str]]:
         result: dict[str, list[str]] = {}
@@ -151,8 +165,7 @@ class FakeDocker:
 
     async def list_managed(self) -> list[Listed]:
         self._call("list_containers")
-        return [Listed(c.docker_id, c.labels.get(labels.CONTAINER_ID, ""), c.status, None)
-                for c in self.containers.values()]
+        return [Listed(c.docker_id, c.labels.get(labels.CONTAINER_ID, ""), c.status, None) for c in self.containers.values()]
 
     async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
         self._call("container_logs")
@@ -165,8 +178,7 @@ class FakeDocker:
     async def create(self, body: dict[str, Any], name: str) -> str:
         self._call("create_container")
         if any(c.name == name for c in self.containers.values()):
-            raise DockerFailure("docker_api_error", f"Conflict: name {name} in use", operation="create_container",
-                                status=409, permanent=True)
+            raise DockerFailure("docker_api_error", f"Conflict: name {name} in use", operation="create_container", status=409, permanent=True)
         docker_id = secrets.token_hex(32)
         container = FakeContainer(docker_id, name, dict(body["Labels"]), body["Image"], self.stamp())
         self.containers[docker_id] = container
@@ -185,8 +197,7 @@ class FakeDocker:
         self._call("stop_container")
         container = self._get(docker_id, "stop_container")
         if container.status == "running":
-            container.status, container.exit_code, container.finished_at, container.pid = "exited", 143, \
-                self.stamp(), 0
+            container.status, container.exit_code, container.finished_at, container.pid = "exited", 143, self.stamp(), 0
             self._announce(container, "die")
 
     async def unpause(self, docker_id: str) -> None:

@@ -1,4 +1,5 @@
 """Connect authentication, the start-up refusals, and the per-client rate limit."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,18 @@ LOCAL = {"HTTP_HOST": "127.0.0.1:8000"}
 def test_a_token_must_match_exactly():
     auth = ConnectAuth(token="s3cret-token-value")
     assert auth.refusal(LOCAL, {"token": "s3cret-token-value"}) is None
-    for offered in (None, {}, "s3cret-token-value", {"token": "wrong"}, {"token": "s3cret-token-valu"},
-                    {"token": 12}, {"token": "s3cret-token-value "}, {"token": "é\udcff"}, [1], {"Token": "x"}):
+    for offered in (
+        None,
+        {},
+        "s3cret-token-value",
+        {"token": "wrong"},
+        {"token": "s3cret-token-valu"},
+        {"token": 12},
+        {"token": "s3cret-token-value "},
+        {"token": "é\udcff"},
+        [1],
+        {"Token": "x"},
+    ):
         refusal = auth.refusal(LOCAL, offered)
         assert refusal and "s3cret" not in refusal, offered
     assert auth.refusal({"HTTP_HOST": "evil.example"}, {"token": "s3cret-token-value"}) is None  # token decides
@@ -86,8 +97,11 @@ def test_cors_defaults_to_same_origin():
 
 
 def test_policy_forbids_the_managers_own_directories(tmp_path: Path):
-    policy = configure(settings(state_dir=str(tmp_path / "state"), socket_dir=str(tmp_path / "sock"),
-                                docker_host="unix:///custom/docker.sock", volume_roots=str(tmp_path))).policy
+    policy = configure(
+        settings(
+            state_dir=str(tmp_path / "state"), socket_dir=str(tmp_path / "sock"), docker_host="unix:///custom/docker.sock", volume_roots=str(tmp_path)
+        )
+    ).policy
     assert {str(tmp_path / "state"), str(tmp_path / "sock"), "/custom/docker.sock"} <= set(policy.forbidden)
     assert policy.volume_roots == (str(tmp_path),) and policy.reserved_ports == {8000}
 
@@ -161,8 +175,17 @@ def api(sio: FakeSio, clock: Clock) -> tuple[Handlers, SimpleNamespace]:
     broadcaster = SimpleNamespace(clients=set(), forgotten=[])
     broadcaster.forget = broadcaster.forgotten.append
     view = Observations(EngineState("x"), wake=lambda key: None)
-    handlers = Handlers(sio, None, None, view, broadcaster, ApiSettings(), None, None,  # type: ignore[arg-type]
-                        limiter=RateLimiter(rate=1, burst=3, clock=clock))
+    handlers = Handlers(
+        sio,
+        None,
+        None,
+        view,
+        broadcaster,
+        ApiSettings(),
+        None,
+        None,  # type: ignore[arg-type]
+        limiter=RateLimiter(rate=1, burst=3, clock=clock),
+    )
     return handlers, broadcaster
 
 

@@ -1,4 +1,5 @@
 """The benchmark's pure parts: percentiles, target evaluation, the table, status-round matching."""
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,17 @@ def _results(**overrides):
     results = {
         "intent": {"manager_ms": {"p50": 110.0}, "direct_same_body_ms": {"p50": 100.0}},
         "fanout": {"manager_s": 13.0, "direct_s": 10.0},
-        "messages": {"rtt_ms": {"p50": 1.2, "p99": 4.0}, "throughput_per_s": 2500.0,
-                     "subscribed_throughput_per_s": 1800.0},
-        "baselines": {"socketio_rtt_ms": {"p50": 0.4, "p99": 1.0}, "socketio_broadcast_per_s": 3000.0,
-                      "socketio_unicast_per_s": 4000.0},
-        "status_scale": {"worst_round_ms": 120.0, "containers": 200, "manager_cpu_percent": 1.0,
-                         "dockerd_cpu_percent": 3.0},
-        "churn": {"max_loop_lag_ms": 20.0, "max_busy_loop_lag_ms": 5.0, "cpu_during_max_loop_lag_ms": 3.0,
-                  "canary_max_lag_ms": 10.0, "list_ms": {"p50": 2.0, "p99": 8.0},
-                  "echo_ms": {"p99": 4.0}},
+        "messages": {"rtt_ms": {"p50": 1.2, "p99": 4.0}, "throughput_per_s": 2500.0, "subscribed_throughput_per_s": 1800.0},
+        "baselines": {"socketio_rtt_ms": {"p50": 0.4, "p99": 1.0}, "socketio_broadcast_per_s": 3000.0, "socketio_unicast_per_s": 4000.0},
+        "status_scale": {"worst_round_ms": 120.0, "containers": 200, "manager_cpu_percent": 1.0, "dockerd_cpu_percent": 3.0},
+        "churn": {
+            "max_loop_lag_ms": 20.0,
+            "max_busy_loop_lag_ms": 5.0,
+            "cpu_during_max_loop_lag_ms": 3.0,
+            "canary_max_lag_ms": 10.0,
+            "list_ms": {"p50": 2.0, "p99": 8.0},
+            "echo_ms": {"p99": 4.0},
+        },
         "memory": {"rss_mb": 90.0, "containers": 200},
     }
     results.update(overrides)
@@ -77,5 +80,4 @@ def test_table_and_json_round_trip():
 def test_status_updates_are_matched_to_their_tick():
     arrivals = [(100.10, "a"), (100.20, "b"), (110.05, "a"), (110.40, "b"), (120.9, "a"), (130.1, "b")]
     rounds = rounds_seen(arrivals, [110.0, 100.0, 120.0], expected=2, interval=10)
-    assert [(r["tick"], r["full"], r["last_after_tick_ms"]) for r in rounds] == [
-        (100.0, True, 200.0), (110.0, True, 400.0), (120.0, False, 900.0)]
+    assert [(r["tick"], r["full"], r["last_after_tick_ms"]) for r in rounds] == [(100.0, True, 200.0), (110.0, True, 400.0), (120.0, False, 900.0)]

@@ -1,5 +1,6 @@
 """Bind sources checked where they are used: the walk that never follows a symlink, the guard's rules,
 and the applier calling it before every Docker call that binds (issue 16, hole 1)."""
+
 from __future__ import annotations
 
 import os
@@ -85,8 +86,12 @@ def test_the_guard_applies_the_current_roots_and_forbidden_places(root: Path):
         guard.verify({str(root / "a" / "c"): "/data"}, "start_container")
     failure = info.value
     assert failure.error_type == "validation_error" and failure.permanent
-    assert failure.details == {"operation": "start_container", "reason": BIND_SOURCE_CHANGED,
-                               "host_path": str(root / "a" / "c"), "container_path": "/data"}
+    assert failure.details == {
+        "operation": "start_container",
+        "reason": BIND_SOURCE_CHANGED,
+        "host_path": str(root / "a" / "c"),
+        "container_path": "/data",
+    }
 
 
 # -- the applier checks before every Docker call that binds ----------------------------------------
@@ -125,8 +130,14 @@ class FakeDeployer:
 
 
 def record_binding(path: Path) -> Record:
-    return Record(id="0123456789ab", spec=ContainerSpec(image="flow:latest", name="x", volumes={str(path): "/v"}),
-                  desired=DesiredState.RUNNING, generation=1, created_at=0.0, code_revision="r1")
+    return Record(
+        id="0123456789ab",
+        spec=ContainerSpec(image="flow:latest", name="x", volumes={str(path): "/v"}),
+        desired=DesiredState.RUNNING,
+        generation=1,
+        created_at=0.0,
+        code_revision="r1",
+    )
 
 
 async def nothing(docker_id: str) -> None:
@@ -143,8 +154,12 @@ class Acknowledged(list[str]):
 @pytest.mark.parametrize("act", [Act.CREATE, Act.START, Act.RESTART, Act.REPLACE, Act.DEPLOY])
 async def test_the_applier_refuses_before_docker_binds_a_swapped_source(root: Path, act: Act):
     docker = FakeDocker()
-    applier = Applier(docker, ContainerDefaults(), deployer=FakeDeployer(docker),  # type: ignore[arg-type]
-                      binds=BindGuard(roots=(str(root),), forbidden=()))
+    applier = Applier(
+        docker,
+        ContainerDefaults(),
+        deployer=FakeDeployer(docker),  # type: ignore[arg-type]
+        binds=BindGuard(roots=(str(root),), forbidden=()),
+    )
     record = record_binding(root / "a" / "b")
     target = None if act is Act.CREATE else "old-docker-id"
     acknowledged = Acknowledged()
@@ -168,6 +183,7 @@ async def test_a_restart_refused_after_its_stop_does_not_start(root: Path):
     async def swap_while_stopped(docker_id: str) -> None:
         (root / "a" / "b").rename(root / "a" / "kept")
         (root / "a" / "b").symlink_to("/")
+
     with pytest.raises(BindSourceRefused):
         await applier.apply(record, Action(Act.RESTART, "id"), "id", Acknowledged(), swap_while_stopped)
     assert docker.calls == ["stop"]
@@ -177,8 +193,13 @@ async def test_a_start_is_refused_when_another_records_source_nests(root: Path):
     """Records admitted before nesting was refused (an older journal) do not start nested either."""
     docker = FakeDocker()
     others = {str(root / "a"): "fedcba987654", str(root / "a" / "b"): "0123456789ab"}
-    applier = Applier(docker, ContainerDefaults(), binds=BindGuard(  # type: ignore[arg-type]
-        roots=(str(root),), forbidden=(), bound=lambda: others))
+    applier = Applier(
+        docker,
+        ContainerDefaults(),
+        binds=BindGuard(  # type: ignore[arg-type]
+            roots=(str(root),), forbidden=(), bound=lambda: others
+        ),
+    )
     with pytest.raises(BindSourceRefused) as info:
         await applier.apply(record_binding(root / "a" / "b"), Action(Act.START, "id"), "id", Acknowledged(), nothing)
     assert info.value.details["reason"] == BIND_SOURCE_NOT_ALLOWED and "fedcba987654" in info.value.message

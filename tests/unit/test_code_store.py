@@ -1,5 +1,6 @@
 """The code store: a snapshot cannot be redirected by symlinks, its size is decided before reading,
 archives live on disk and go when nothing refers to them."""
+
 from __future__ import annotations
 
 import collections
@@ -55,8 +56,9 @@ async def test_a_snapshot_is_a_fresh_revision_directory_and_a_symlink_switched_l
     assert link.issym() and link.linkname == "revisions/" + prefix.rstrip("/").rsplit("/", 1)[1]
     assert contents(store.path(snap.revision))[prefix + REVISION_FILE] == snap.revision.encode()
     again = await store.snapshot(str(src))
-    assert again.revision == snap.revision and sorted(p.name for p in store.directory.iterdir()) == \
-        [f"{snap.revision}.tar"], "the same content is one archive, and no temporary file stays"
+    assert again.revision == snap.revision and sorted(p.name for p in store.directory.iterdir()) == [f"{snap.revision}.tar"], (
+        "the same content is one archive, and no temporary file stays"
+    )
 
 
 def test_the_revision_of_unchanged_code_is_what_earlier_versions_computed(tmp_path: Path):
@@ -108,6 +110,7 @@ def test_a_file_swapped_for_a_symlink_while_snapshots_run_is_never_read_through_
             os.symlink(secrets, src / ".link")
             os.rename(src / ".link", src / "d")  # now a symlink to the secrets
             shutil.rmtree(src / ".gone")
+
     racer = threading.Thread(target=swap, daemon=True)
     racer.start()
     seen: set[frozenset[str]] = set()
@@ -196,9 +199,9 @@ def test_an_archive_of_an_earlier_version_is_converted_at_start(tmp_path: Path):
     assert files[f"opt/flow/{link.linkname}/{REVISION_FILE}"] == b"abc"
 
 
-def test_the_runtime_loads_a_whole_new_tree_and_forgets_the_old_modules(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch):
+def test_the_runtime_loads_a_whole_new_tree_and_forgets_the_old_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from flow_runtime.__main__ import UserCode
+
     revisions = tmp_path / "revisions"
     for name, value in (("a", "one"), ("b", "two")):
         (revisions / name).mkdir(parents=True)

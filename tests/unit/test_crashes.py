@@ -27,8 +27,7 @@ def test_a_requested_stop_is_not_a_crash():
 
 def test_running_or_never_started_is_not_a_crash():
     assert detect_crash(record(DesiredState.RUNNING), observed("running"), set()) is None
-    assert detect_crash(record(DesiredState.RUNNING), replace(observed("created"), running=False,
-                                                              started_at=None), set()) is None
+    assert detect_crash(record(DesiredState.RUNNING), replace(observed("created"), running=False, started_at=None), set()) is None
 
 
 def test_oom_is_described_as_out_of_memory():

@@ -1,5 +1,6 @@
 """The store and its journal: nothing reaches the controller before it is on disk, and a journal that cannot
 write answers at once, withdraws the intent, says so once, and recovers by itself."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +53,7 @@ class Gate:
             self.entered.set()
             self.open.wait(10)
             real(journal, data, lines)
+
         monkeypatch.setattr(Journal, "_append", held)
 
 
@@ -65,12 +67,12 @@ def enospc(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, bool]]:
         if state["full"]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(journal, data, lines)
+
     monkeypatch.setattr(Journal, "_append", append)
     yield state
 
 
-async def test_the_controller_is_woken_and_reads_a_change_only_once_it_is_on_disk(tmp_path: Path,
-                                                                                   monkeypatch: pytest.MonkeyPatch):
+async def test_the_controller_is_woken_and_reads_a_change_only_once_it_is_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     started = Started(tmp_path)
     record = await started.record()
     gate = Gate(monkeypatch)
@@ -85,8 +87,9 @@ async def test_the_controller_is_woken_and_reads_a_change_only_once_it_is_on_dis
     await started.journal.stop()
 
 
-async def test_a_full_disk_withdraws_the_intent_answers_at_once_and_recovers(tmp_path: Path, enospc: dict[str, bool],
-                                                                           caplog: pytest.LogCaptureFixture):
+async def test_a_full_disk_withdraws_the_intent_answers_at_once_and_recovers(
+    tmp_path: Path, enospc: dict[str, bool], caplog: pytest.LogCaptureFixture
+):
     enospc["full"] = False
     started = Started(tmp_path)
     record = await started.record()
@@ -99,8 +102,7 @@ async def test_a_full_disk_withdraws_the_intent_answers_at_once_and_recovers(tmp
         with pytest.raises(NotDurable) as failure:
             await started.store.durable(record.id, changed.generation, timeout=5)
         assert loop.time() - asked < 1.0
-        assert failure.value.details == {"reason": "state_not_writable", "path": str(tmp_path),
-                                         "error": "No space left on device (ENOSPC)"}
+        assert failure.value.details == {"reason": "state_not_writable", "path": str(tmp_path), "error": "No space left on device (ENOSPC)"}
         assert started.store.intent(record.id) == record, "withdrawn: the request's intent is not kept"
         assert started.store.get(record.id) == record and started.woken == []
     health = started.journal.health.snapshot()
@@ -134,8 +136,7 @@ async def test_a_withdrawn_create_frees_its_name_and_leaves_nothing_on_disk(tmp_
     assert list(on_disk(tmp_path)) == [again.id]
 
 
-async def test_any_exception_in_the_writer_answers_the_waiters_and_the_writer_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_any_exception_in_the_writer_answers_the_waiters_and_the_writer_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     started = Started(tmp_path)
     record = await started.record()
     real = journal_module.record_to_json
@@ -146,6 +147,7 @@ async def test_any_exception_in_the_writer_answers_the_waiters_and_the_writer_go
             broken["times"] -= 1
             raise TypeError("a bug, not an OSError")
         return real(record)
+
     monkeypatch.setattr(journal_module, "record_to_json", flaky)
     changed = started.store.update(record.id, desired=DesiredState.RUNNING)
     with pytest.raises(NotDurable) as failure:
@@ -161,6 +163,7 @@ async def test_any_exception_in_the_writer_answers_the_waiters_and_the_writer_go
         if calls["n"] == 1:
             raise RuntimeError("commit bug")
         commit(batch)
+
     started.journal._committed = failing_commit
     changed = started.store.update(record.id, desired=DesiredState.STOPPED)
     with pytest.raises(NotDurable):
@@ -174,8 +177,7 @@ async def test_any_exception_in_the_writer_answers_the_waiters_and_the_writer_go
     assert on_disk(tmp_path)[record.id].generation == changed.generation
 
 
-async def test_a_write_that_outlives_the_timeout_is_withdrawn_and_overwritten_when_it_lands(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_a_write_that_outlives_the_timeout_is_withdrawn_and_overwritten_when_it_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     started = Started(tmp_path)
     record = await started.record()
     gate = Gate(monkeypatch)
@@ -211,8 +213,7 @@ async def test_an_append_after_a_torn_write_starts_at_a_line_boundary(tmp_path: 
     assert on_disk(tmp_path)[record.id].generation == changed.generation
 
 
-async def test_the_directory_is_fsynced_after_the_journal_file_is_created_or_replaced(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_the_directory_is_fsynced_after_the_journal_file_is_created_or_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -223,6 +224,7 @@ async def test_the_directory_is_fsynced_after_the_journal_file_is_created_or_rep
     def replace(src: Any, dst: Any) -> None:
         calls.append("replace")
         real_replace(src, dst)
+
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     journal = Journal(tmp_path / "state", compact_every=3)

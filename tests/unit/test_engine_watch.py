@@ -1,4 +1,5 @@
 """The engine watch against a fake engine: an event stream that keeps ending is retried with back-off."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,7 @@ async def test_a_stream_that_keeps_ending_is_retried_with_back_off_and_each_new_
     async def back() -> None:
         raise AssertionError("the engine never went away")
 
-    watch = EngineWatch(engine, Sink(), docker_host="fake", on_event=lambda e: None, on_lost=lambda: None,
-                        on_back=back, on_resubscribed=relist)
+    watch = EngineWatch(engine, Sink(), docker_host="fake", on_event=lambda e: None, on_lost=lambda: None, on_back=back, on_resubscribed=relist)
     task = asyncio.create_task(watch.run())
     await asyncio.sleep(1.7)  # back-off 0.5 s then 1 s: three streams, not thousands
     task.cancel()
@@ -57,8 +57,7 @@ async def test_a_suspicion_wakes_the_watch_out_of_its_back_off():
     async def nothing() -> None:
         return None
 
-    watch = EngineWatch(engine, Sink(), docker_host="fake", on_event=lambda e: None, on_lost=lambda: None,
-                        on_back=nothing, on_resubscribed=nothing)
+    watch = EngineWatch(engine, Sink(), docker_host="fake", on_event=lambda e: None, on_lost=lambda: None, on_back=nothing, on_resubscribed=nothing)
     task = asyncio.create_task(watch.run())
     await asyncio.sleep(0.1)  # the first stream ended at once: the watch waits out a 0.5 s back-off now
     streams = engine.streams

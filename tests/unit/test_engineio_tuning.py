@@ -1,5 +1,6 @@
 """The replacement of python-engineio's AsyncSocket.poll keeps its behaviour (and is only installed over the
 version it was written against)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,7 @@ from api import engineio_tuning
 
 
 def _socket(timeout: float = 0.05) -> SimpleNamespace:
-    return SimpleNamespace(queue=asyncio.Queue(), server=SimpleNamespace(ping_interval=timeout / 2,
-                                                                         ping_timeout=timeout / 2))
+    return SimpleNamespace(queue=asyncio.Queue(), server=SimpleNamespace(ping_interval=timeout / 2, ping_timeout=timeout / 2))
 
 
 async def test_queued_packets_come_out_together_in_order():
@@ -62,11 +62,13 @@ def test_installed_only_over_the_poll_it_replaces(monkeypatch):
     digest = engineio_tuning.source_digest(original)
     assert digest == engineio_tuning.REPLACED_POLL, (
         f"python-engineio's AsyncSocket.poll changed (digest {digest}): review api/engineio_tuning.poll against "
-        "it and update REPLACED_POLL, or the tuning stays off")
+        "it and update REPLACED_POLL, or the tuning stays off"
+    )
     assert engineio_tuning.apply() is True
     assert async_socket.AsyncSocket.poll is engineio_tuning.poll
 
     async def other(self):  # a python-engineio whose poll is not the one replaced: left alone
         return []
+
     monkeypatch.setattr(async_socket.AsyncSocket, "poll", other)
     assert engineio_tuning.apply() is False and async_socket.AsyncSocket.poll is other

@@ -3,6 +3,7 @@
 These cover what a handler answers by itself (states it reports, records that vanish while it awaits),
 without a server: the integration tests drive the same handlers through a real Socket.IO server.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,19 +52,31 @@ class SlowCodes:
         return None
 
 
-def make_handlers(store: MemoryStore, codes: Any = None, code_root: Path | None = None,
-                  observed: dict[str, Any] | None = None) -> tuple[Handlers, Emitter]:
+def make_handlers(
+    store: MemoryStore, codes: Any = None, code_root: Path | None = None, observed: dict[str, Any] | None = None
+) -> tuple[Handlers, Emitter]:
     """Handlers whose controller has observed nothing but `observed` (key -> view.Seen-like)."""
     view = Observations(EngineState("fake"), wake=lambda key: None)
     view.keys.update(observed or {})
     emitter = Emitter()
     policy = RequestPolicy.build(code_roots=[str(code_root)] if code_root else [])
-    sio = SimpleNamespace(always_connect=False, manager=SimpleNamespace(  # python-socketio's view of connections
-        eio_sid_from_sid=lambda sid, namespace: None, is_connected=lambda sid, namespace: True,
-        is_pre_connected=lambda sid, namespace: True))
-    handlers = Handlers(sio, store, SimpleNamespace(), view,  # type: ignore[arg-type]
-                        SimpleNamespace(emitter=emitter), ApiSettings(request_timeout=0.5),  # type: ignore[arg-type]
-                        None, codes, policy=policy)  # type: ignore[arg-type]
+    sio = SimpleNamespace(
+        always_connect=False,
+        manager=SimpleNamespace(  # python-socketio's view of connections
+            eio_sid_from_sid=lambda sid, namespace: None, is_connected=lambda sid, namespace: True, is_pre_connected=lambda sid, namespace: True
+        ),
+    )
+    handlers = Handlers(
+        sio,
+        store,
+        SimpleNamespace(),
+        view,  # type: ignore[arg-type]
+        SimpleNamespace(emitter=emitter),
+        ApiSettings(request_timeout=0.5),  # type: ignore[arg-type]
+        None,
+        codes,
+        policy=policy,
+    )  # type: ignore[arg-type]
     return handlers, emitter
 
 
@@ -121,8 +134,14 @@ def test_engine_outage_times_are_iso_8601_like_every_timestamp_beside_them():
     async def back() -> None:
         return None
 
-    watch = EngineWatch(SimpleNamespace(), sink, docker_host="unix:///fake.sock", on_event=lambda e: None,  # type: ignore[arg-type]
-                        on_lost=lambda: None, on_back=back)
+    watch = EngineWatch(
+        SimpleNamespace(),
+        sink,
+        docker_host="unix:///fake.sock",
+        on_event=lambda e: None,  # type: ignore[arg-type]
+        on_lost=lambda: None,
+        on_back=back,
+    )
     watch._lost("connection refused")
     error, status = (payloads.event(event) for event in published)
     assert error[0] == "error" and isinstance(published[0], ControllerError)

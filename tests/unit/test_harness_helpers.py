@@ -1,4 +1,5 @@
 """The integration harness's waiting helpers can fail: a quiet period that never complains would hide bugs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,9 @@ async def test_expect_quiet_fails_on_the_first_unwanted_event_and_names_it():
     feeder = asyncio.create_task(later())
     started = time.monotonic()
     with pytest.raises(AssertionError, match=r"expected no status_changed \(a\) for 2 s: settled; got after 0\.1"):
-        await expect_quiet(client, {"status_changed": None,
-                                    "activity_log": lambda a: a["activity_type"] == "container_crash"},
-                           2, container_id="a", what="settled")
+        await expect_quiet(
+            client, {"status_changed": None, "activity_log": lambda a: a["activity_type"] == "container_crash"}, 2, container_id="a", what="settled"
+        )
     assert time.monotonic() - started < 1, "fails at once, not at the end of the period"
     await feeder
 

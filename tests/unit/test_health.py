@@ -1,11 +1,13 @@
 """Health rules: Docker's HEALTHCHECK first, else the link's answers to pings."""
+
 from __future__ import annotations
 
 from controller.health import LinkProbe, effective_health, link_health
 
 
-def probe(connected: bool = True, waiting: float | None = None, answered: float | None = 5.0,
-          dropped: float | None = None, ever: bool = True) -> LinkProbe:
+def probe(
+    connected: bool = True, waiting: float | None = None, answered: float | None = 5.0, dropped: float | None = None, ever: bool = True
+) -> LinkProbe:
     return LinkProbe(ever, connected, waiting, answered, dropped)
 
 

@@ -1,4 +1,5 @@
 """What the runtime layer of the flow image is built from: the installed packages' files."""
+
 from __future__ import annotations
 
 import io

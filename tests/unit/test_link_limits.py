@@ -1,4 +1,5 @@
 """Per-link limits that keep one container's misbehaviour on its own link."""
+
 from __future__ import annotations
 
 import asyncio

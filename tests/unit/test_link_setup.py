@@ -3,6 +3,7 @@
 The link directory of a container created by an older manager was mounted writable, so these tests plant
 symlinks and directories in it as such a container could, and race the manager's setup from another process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -117,8 +118,7 @@ async def test_a_racer_in_a_writable_link_directory_never_gets_a_host_file_chmod
     sockets = tmp_path / "sockets"
     link = sockets / ".links" / "0123456789ab" / "link.sock"
     link.parent.mkdir(parents=True)
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(secret), str(link)], stdout=subprocess.PIPE)
-              for _ in range(2)]
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(secret), str(link)], stdout=subprocess.PIPE) for _ in range(2)]
     for racer in racers:
         assert racer.stdout is not None and racer.stdout.readline() == b"racing\n"
     failed: list[str] = []

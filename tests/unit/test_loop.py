@@ -1,4 +1,5 @@
 """The generic reconcile loop (controller/loop.py) with a scripted reconciler: no containers involved."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,6 +49,7 @@ class Scripted:
             while not done():
                 self.changed.clear()
                 await self.changed.wait()
+
         await asyncio.wait_for(wait(), timeout)
 
 
@@ -60,6 +62,7 @@ async def loops() -> object:
         loop.start()
         started.append(loop)
         return loop
+
     yield make
     for loop in started:
         await loop.stop()
@@ -78,6 +81,7 @@ def test_error_backoff_doubles_per_key_up_to_its_maximum_and_is_forgotten():
 async def test_a_result_with_requeue_after_brings_the_key_back_after_that_delay(loops):
     async def step(key: str, n: int) -> Result:
         return Result(requeue_after=0.2) if n == 1 else Result()
+
     reconciler = Scripted(step)
     loop = loops(reconciler)
     loop.queue.add("k")
@@ -92,6 +96,7 @@ async def test_failures_are_retried_after_a_growing_back_off_that_a_success_rese
         if n in (1, 2, 3, 5):
             raise RuntimeError(f"pass {n}")
         return Result(requeue_after=0.01) if n == 4 else Result()
+
     reconciler = Scripted(step)
     backoff = ErrorBackoff(initial=0.1, maximum=10.0)
     loop = loops(reconciler, backoff)
@@ -107,6 +112,7 @@ async def test_failures_are_retried_after_a_growing_back_off_that_a_success_rese
 async def test_a_failure_is_retried_as_the_reconciler_says(loops):
     async def step(key: str, n: int) -> Result:
         raise RuntimeError("always")
+
     never, fixed = Scripted(step, NO_RETRY), Scripted(step, Retry(after=0.05))
     loops(never).queue.add("k")
     loops(fixed).queue.add("k")
@@ -121,6 +127,7 @@ async def test_a_key_is_worked_on_by_one_worker_at_a_time_and_wake_ups_meanwhile
         if key == "k" and n == 1:
             await release.wait()
         return Result()
+
     reconciler = Scripted(step)
     loop = loops(reconciler, workers=4)
     loop.queue.add("k")
@@ -149,6 +156,7 @@ async def test_sources_run_beside_the_workers_and_stop_with_them():
 
     async def step(key: str, n: int) -> Result:
         return Result()
+
     loop = Loop(WorkQueue(), Scripted(step), backoff=ErrorBackoff(), workers=1, sources={"feed": source})
     loop.start()
     await asyncio.wait_for(started.wait(), 1.0)

@@ -1,4 +1,5 @@
 """The packet gate: oversized, binary, reserved and forged-framing Socket.IO packets never reach the parser as such."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ def rejection(packet: str | None) -> tuple[str, dict[str, Any]]:
 
 
 def test_small_packets_pass_untouched():
-    for packet in ("2", "3probe", "40", '40{"token":"x"}', '42["list_containers",{}]', '4217["start_container",{}]',
-                   "41", '43/admin,3["x"]', "5"):
+    for packet in ("2", "3probe", "40", '40{"token":"x"}', '42["list_containers",{}]', '4217["start_container",{}]', "41", '43/admin,3["x"]', "5"):
         assert gate_packet(packet, LIMIT) is packet
 
 
@@ -31,8 +31,7 @@ def test_an_oversized_event_becomes_a_rejection_that_keeps_its_name_namespace_an
     body = json.dumps({"container_id": "a", "message": {"data": "x" * 500}})
     packet = f'4231["send_message",{body}]'
     prefix, info = rejection(gate_packet(packet, LIMIT))
-    assert prefix == "4231" and info == {"event": "send_message", "reason": "size", "bytes": len(packet),
-                                         "limit": LIMIT}
+    assert prefix == "4231" and info == {"event": "send_message", "reason": "size", "bytes": len(packet), "limit": LIMIT}
     prefix, info = rejection(gate_packet(f'42/admin,7["x",{body}]', LIMIT))
     assert prefix == "42/admin,7" and info["event"] == "x"
     prefix, info = rejection(gate_packet("42" + "[" * 300, LIMIT))
@@ -52,9 +51,16 @@ def test_binary_events_are_rejected_and_binary_acks_dropped():
 
 
 def test_events_named_like_the_connection_handlers_are_rejected_however_spelled():
-    for packet in ('42["disconnect"]', '42["connect",{"HTTP_HOST":"x"},{"token":"t"}]', '42 [ "disconnect" ]',
-                   '42["dis\\u0063onnect"]', '42' + "7" * 40 + '["disconnect"]', '42/,["connect"]',
-                   '4212-["disconnect"]', '42/?x,["disconnect"]'):
+    for packet in (
+        '42["disconnect"]',
+        '42["connect",{"HTTP_HOST":"x"},{"token":"t"}]',
+        '42 [ "disconnect" ]',
+        '42["dis\\u0063onnect"]',
+        "42" + "7" * 40 + '["disconnect"]',
+        '42/,["connect"]',
+        '4212-["disconnect"]',
+        '42/?x,["disconnect"]',
+    ):
         prefix, info = rejection(gate_packet(packet, LIMIT))
         assert info["reason"] == "reserved" and info["event"] in ("connect", "disconnect"), packet
     assert gate_packet('42["disconnected",{}]', LIMIT) == '42["disconnected",{}]'
@@ -93,16 +99,26 @@ def feeder(messages: list[dict[str, Any]]):
 
     async def receive() -> dict[str, Any]:
         return queue.pop(0)
+
     return receive
 
 
 async def test_websocket_frames_are_gated_and_binary_frames_skipped():
     app = FakeApp()
     big = '42["send_message","' + "x" * 200 + '"]'
-    await PacketGate(app, LIMIT, 10_000)({"type": "websocket"}, feeder([
-        {"type": "websocket.connect"}, {"type": "websocket.receive", "text": "40"},
-        {"type": "websocket.receive", "bytes": b"\x00" * 50}, {"type": "websocket.receive", "text": big},
-        {"type": "websocket.disconnect", "code": 1000}]), None)
+    await PacketGate(app, LIMIT, 10_000)(
+        {"type": "websocket"},
+        feeder(
+            [
+                {"type": "websocket.connect"},
+                {"type": "websocket.receive", "text": "40"},
+                {"type": "websocket.receive", "bytes": b"\x00" * 50},
+                {"type": "websocket.receive", "text": big},
+                {"type": "websocket.disconnect", "code": 1000},
+            ]
+        ),
+        None,
+    )
     texts = [m.get("text") for m in app.received]
     assert texts[:2] == [None, "40"] and rejection(texts[2])[1]["reason"] == "size" and len(app.received) == 4
 
@@ -112,10 +128,12 @@ async def test_polling_posts_are_rewritten_with_their_new_length_and_capped():
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+
     big = ('42["send_message","' + "x" * 200 + '"]').encode()
     scope = {"type": "http", "method": "POST", "headers": [(b"content-length", str(len(big)).encode())]}
-    await PacketGate(app, LIMIT, 10_000)(scope, feeder([{"type": "http.request", "body": big[:50], "more_body": True},
-                                                       {"type": "http.request", "body": big[50:]}]), send)
+    await PacketGate(app, LIMIT, 10_000)(
+        scope, feeder([{"type": "http.request", "body": big[:50], "more_body": True}, {"type": "http.request", "body": big[50:]}]), send
+    )
     body = app.received[0]["body"]
     assert rejection(body.decode())[1]["bytes"] == len(big)
     assert dict(app.scope["headers"])[b"content-length"] == str(len(body)).encode()
@@ -127,9 +145,11 @@ async def test_polling_posts_are_rewritten_with_their_new_length_and_capped():
 # -- forged framing: digits python-engineio and python-socketio read with int()/str.isdigit() ------------------
 # Each "digit" below is read by the parsers as a number (or makes them raise), so the gate must never pass it:
 # a packet whose framing is not plain ASCII is not one a Socket.IO client sends, and it closes the connection.
-FOREIGN = {"arabic-indic": "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
-           "fullwidth": "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",
-           "devanagari": "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f"}
+FOREIGN = {
+    "arabic-indic": "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+    "fullwidth": "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",
+    "devanagari": "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f",
+}
 SUPERSCRIPT = {"0": "\u2070", "1": "\u00b9", "2": "\u00b2", "3": "\u00b3", "4": "\u2074"}  # isdigit(), int() fails
 
 
@@ -143,8 +163,12 @@ def forgeries() -> list[str]:
     for d in forged_digits("4"):  # the Engine.IO type itself
         frames += [d + '2["disconnect"]', d + '2["list_containers",{}]', d + "0", d + '51-["x",{}]']
     for d in forged_digits("2"):  # the Socket.IO type
-        frames += [f'4{d}["disconnect"]', f'4{d}["connect",{{"HTTP_HOST":"127.0.0.1"}},{{}}]',
-                   f'4{d}["list_containers",{{}}]', f'4{d}/x,["disconnect"]']
+        frames += [
+            f'4{d}["disconnect"]',
+            f'4{d}["connect",{{"HTTP_HOST":"127.0.0.1"}},{{}}]',
+            f'4{d}["list_containers",{{}}]',
+            f'4{d}/x,["disconnect"]',
+        ]
     for d in forged_digits("0") + forged_digits("1"):  # a forged namespace connect or disconnect
         frames += [f"4{d}", f'4{d}{{"token":"t"}}', f"4{d}/x,"]
     for d in forged_digits("5"):
@@ -152,11 +176,30 @@ def forgeries() -> list[str]:
     for d in forged_digits("1"):  # the attachment count, on every packet type
         frames += [f'42{d}-["disconnect"]', f'45{d}-["x",{{"_placeholder":true,"num":0}}]', f'42{d}{d}-["x"]']
     for d in forged_digits("3"):  # the ack id, alone or after ASCII digits
-        frames += [f'42{d}["disconnect"]', f'42{d}["list_containers",{{}}]', f'4217{d}["list_containers",{{}}]',
-                   f'42/x,{d}["disconnect"]', f'43{d}[]', f'40{d}{{"token":"t"}}']
+        frames += [
+            f'42{d}["disconnect"]',
+            f'42{d}["list_containers",{{}}]',
+            f'4217{d}["list_containers",{{}}]',
+            f'42/x,{d}["disconnect"]',
+            f"43{d}[]",
+            f'40{d}{{"token":"t"}}',
+        ]
     # the Engine.IO message is JSON-decoded when it does not start with a digit: a JSON string is a packet too
-    frames += ['4"2[\\"disconnect\\"]"', '4 "2[\\"disconnect\\"]"', '4"\\u0032[\\"connect\\"]"', "4true", "4 1",
-               "4 1.0", "4-1", "4[]", '4{"a":1}', "4", "47", "48[]", "49"]
+    frames += [
+        '4"2[\\"disconnect\\"]"',
+        '4 "2[\\"disconnect\\"]"',
+        '4"\\u0032[\\"connect\\"]"',
+        "4true",
+        "4 1",
+        "4 1.0",
+        "4-1",
+        "4[]",
+        '4{"a":1}',
+        "4",
+        "47",
+        "48[]",
+        "49",
+    ]
     frames += ["42" + "1" * 11 + '-["x"]', "42" + "1" * 101 + '["list_containers",{}]']  # the parsers raise
     frames += ['42/\u00e4,["list_containers",{}]', "x", "", "d=42%5B%22disconnect%22%5D", "\u00b2probe"]
     return frames
@@ -169,9 +212,18 @@ def test_packets_framed_with_digits_of_other_scripts_close_the_connection():
 
 
 def test_plain_ascii_framing_at_its_limits_still_passes():
-    for frame in ("42" + "1" * 100 + '["list_containers",{}]', '4210-["x"]', '431234567890-7[]', '42/admin?x=1,["x"]',
-                  "42/x", "40/x,", '40{"token":"\u0663"}', '42["list_containers",{"container_id":"\u0663"}]',
-                  '42["x-\u0663-1"]', '427["x","-1"]'):
+    for frame in (
+        "42" + "1" * 100 + '["list_containers",{}]',
+        '4210-["x"]',
+        "431234567890-7[]",
+        '42/admin?x=1,["x"]',
+        "42/x",
+        "40/x,",
+        '40{"token":"\u0663"}',
+        '42["list_containers",{"container_id":"\u0663"}]',
+        '42["x-\u0663-1"]',
+        '427["x","-1"]',
+    ):
         assert gate_packet(frame, 10_000) is frame, frame
 
 
@@ -188,10 +240,14 @@ def test_the_gate_reads_every_passed_packet_as_the_parsers_do():
 
     samples = forgeries()
     for _ in range(30_000):  # the fields in order, each ASCII most of the time, each also missing or odd
-        samples.append(field("4", "4", "4", "3", "b", rng.choice(foreign)) + field(*"0123456", "7", " ", '"', digits(1))
-                       + field("", "", digits(3) + "-", digits(12) + "-", "-", digits(2))
-                       + field("", "", "/", "/x,", "/x?y,", "/,", "/\u00e4,", "/x") + field("", "", digits(4), "1" * 101)
-                       + field("", '["disconnect"]', '["connect",{}]', '["x",1]', '["x-1"]', "[", "{}", '"a"', "-1"))
+        samples.append(
+            field("4", "4", "4", "3", "b", rng.choice(foreign))
+            + field(*"0123456", "7", " ", '"', digits(1))
+            + field("", "", digits(3) + "-", digits(12) + "-", "-", digits(2))
+            + field("", "", "/", "/x,", "/x?y,", "/,", "/\u00e4,", "/x")
+            + field("", "", digits(4), "1" * 101)
+            + field("", '["disconnect"]', '["connect",{}]', '["x",1]', '["x-1"]', "[", "{}", '"a"', "-1")
+        )
     compared: set[tuple[int, bool, bool, bool]] = set()
     for frame in samples:
         passed = gate_packet(frame, 10_000)
@@ -212,7 +268,11 @@ def test_the_gate_reads_every_passed_packet_as_the_parsers_do():
         except ValueError:
             continue
         assert (inner.packet_type, inner.id, inner.namespace, inner.attachment_count) == (
-            header.kind, header.ack, header.namespace, header.attachments), ascii(frame)
+            header.kind,
+            header.ack,
+            header.namespace,
+            header.attachments,
+        ), ascii(frame)
         compared.add((inner.packet_type, inner.attachment_count > 0, inner.namespace is not None, inner.id is not None))
         assert inner.packet_type not in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK), ascii(frame)
         if inner.packet_type == sio_packet.EVENT and isinstance(inner.data, list) and inner.data:
@@ -229,10 +289,18 @@ def test_a_polling_body_ends_at_a_forged_packet():
 
 async def test_a_forged_websocket_frame_closes_the_engineio_session_and_ends_the_stream():
     app = FakeApp()
-    await PacketGate(app, LIMIT, 10_000)({"type": "websocket"}, feeder([
-        {"type": "websocket.connect"}, {"type": "websocket.receive", "text": "40"},
-        {"type": "websocket.receive", "text": "bNDJbImRpc2Nvbm5lY3QiXQ=="},  # base64 "binary" text frame: dropped
-        {"type": "websocket.receive", "text": '4\u0662["disconnect"]'},
-        {"type": "websocket.receive", "text": "40"}]), None)
+    await PacketGate(app, LIMIT, 10_000)(
+        {"type": "websocket"},
+        feeder(
+            [
+                {"type": "websocket.connect"},
+                {"type": "websocket.receive", "text": "40"},
+                {"type": "websocket.receive", "text": "bNDJbImRpc2Nvbm5lY3QiXQ=="},  # base64 "binary" text frame: dropped
+                {"type": "websocket.receive", "text": '4\u0662["disconnect"]'},
+                {"type": "websocket.receive", "text": "40"},
+            ]
+        ),
+        None,
+    )
     assert [m.get("text") for m in app.received] == [None, "40", "1", None]
     assert app.received[-1]["type"] == "websocket.disconnect"

@@ -1,4 +1,5 @@
 """Loop-lag and GC monitors, message-activity aggregation, the status round's list check."""
+
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +68,7 @@ async def test_message_activity_first_at_once_rest_folded():
         throttle.offer(_message("a"))
     throttle.offer(_message("b"))
     throttle.offer(Activity("container_started", "a", "Container a started"))
-    assert [(a.container_id, a.activity_type) for a in emitted] == [
-        ("a", "message_received"), ("b", "message_received"), ("a", "container_started")]
+    assert [(a.container_id, a.activity_type) for a in emitted] == [("a", "message_received"), ("b", "message_received"), ("a", "container_started")]
     await asyncio.sleep(0.08)
     assert len(emitted) == 4
     summary = emitted[-1]
@@ -82,8 +82,9 @@ async def test_message_activity_first_at_once_rest_folded():
 
 
 def test_listed_entry_matches_what_was_inspected():
-    entry = Listed.from_list({"Id": "d1", "State": "running", "Status": "Up 3 minutes (healthy)",
-                              "Labels": {"io.kawaflow.flow-manager.container-id": "abc"}})
+    entry = Listed.from_list(
+        {"Id": "d1", "State": "running", "Status": "Up 3 minutes (healthy)", "Labels": {"io.kawaflow.flow-manager.container-id": "abc"}}
+    )
     assert (entry.managed_id, entry.api_state, entry.health) == ("abc", "running", "healthy")
     assert health_from_status_text("Up 1 second (health: starting)") == "starting"
     assert health_from_status_text("Exited (0) 2 seconds ago") is None
@@ -131,9 +132,12 @@ def test_json_first_packets_encode_like_python_socketio():
 
     from api.packets import JsonFirstPacket
 
-    cases = [(packet.EVENT, ["container_list", {"containers": [{"id": "a", "ports": {}}], "count": 1}], None, None),
-             (packet.ACK, [{"ok": True, "x": [1, 2.5, None, "é"]}], None, 7),
-             (packet.EVENT, ["hello"], "/ns", None), (packet.CONNECT, None, None, None)]
+    cases = [
+        (packet.EVENT, ["container_list", {"containers": [{"id": "a", "ports": {}}], "count": 1}], None, None),
+        (packet.ACK, [{"ok": True, "x": [1, 2.5, None, "é"]}], None, 7),
+        (packet.EVENT, ["hello"], "/ns", None),
+        (packet.CONNECT, None, None, None),
+    ]
     for kind, data, namespace, ack_id in cases:
         ours = JsonFirstPacket(kind, data=data, namespace=namespace, id=ack_id)
         theirs = packet.Packet(kind, data=data, namespace=namespace, id=ack_id)

@@ -1,4 +1,5 @@
 """The planner is the heart of the controller: every decision, no Docker."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,17 +24,38 @@ def plan(record: Record | None, observed: list[Observed], **kwargs) -> planner.P
 def record(desired: DesiredState, spec: ContainerSpec = SPEC, restart_of: Observed | None = None) -> Record:
     """`restart_of`: a client asked for a restart, which the controller bound to that run."""
     target = RestartTarget(1, restart_of.docker_id, restart_of.started_at) if restart_of is not None else None
-    return Record(id="abc123def456", spec=spec, desired=desired, generation=2, created_at=0.0,
-                  restart_requests=1 if restart_of is not None else 0, restart_target=target)
+    return Record(
+        id="abc123def456",
+        spec=spec,
+        desired=desired,
+        generation=2,
+        created_at=0.0,
+        restart_requests=1 if restart_of is not None else 0,
+        restart_target=target,
+    )
 
 
-def observed(status: str = "running", spec_hash: str | None = None, docker_id: str = "d1",
-             started: float | None = 100.0, created: float = 1.0, name: str = "a") -> Observed:
-    return Observed(docker_id=docker_id, name=name, managed_id="abc123def456",
-                    spec_hash=spec_hash if spec_hash is not None else HASH,
-                    status=status, running=status == "running", paused=status == "paused", exit_code=0,
-                    oom_killed=False, error="", pid=1, started_at=started, finished_at=None, created_at=created,
-                    health=None, image="flow:latest")
+def observed(
+    status: str = "running", spec_hash: str | None = None, docker_id: str = "d1", started: float | None = 100.0, created: float = 1.0, name: str = "a"
+) -> Observed:
+    return Observed(
+        docker_id=docker_id,
+        name=name,
+        managed_id="abc123def456",
+        spec_hash=spec_hash if spec_hash is not None else HASH,
+        status=status,
+        running=status == "running",
+        paused=status == "paused",
+        exit_code=0,
+        oom_killed=False,
+        error="",
+        pid=1,
+        started_at=started,
+        finished_at=None,
+        created_at=created,
+        health=None,
+        image="flow:latest",
+    )
 
 
 def acts(p) -> list[tuple[Act, str | None]]:
@@ -48,16 +70,19 @@ def test_missing_container_is_only_created_when_desired_created():
     assert acts(plan(record(DesiredState.CREATED), [], now=0)) == [(Act.CREATE, None)]
 
 
-@pytest.mark.parametrize("desired,status,expected", [
-    (DesiredState.RUNNING, "running", []),
-    (DesiredState.RUNNING, "created", [(Act.START, "d1")]),
-    (DesiredState.RUNNING, "exited", [(Act.START, "d1")]),
-    (DesiredState.RUNNING, "paused", [(Act.UNPAUSE, "d1")]),
-    (DesiredState.STOPPED, "running", [(Act.STOP, "d1")]),
-    (DesiredState.STOPPED, "exited", []),
-    (DesiredState.STOPPED, "created", []),
-    (DesiredState.CREATED, "created", []),
-])
+@pytest.mark.parametrize(
+    "desired,status,expected",
+    [
+        (DesiredState.RUNNING, "running", []),
+        (DesiredState.RUNNING, "created", [(Act.START, "d1")]),
+        (DesiredState.RUNNING, "exited", [(Act.START, "d1")]),
+        (DesiredState.RUNNING, "paused", [(Act.UNPAUSE, "d1")]),
+        (DesiredState.STOPPED, "running", [(Act.STOP, "d1")]),
+        (DesiredState.STOPPED, "exited", []),
+        (DesiredState.STOPPED, "created", []),
+        (DesiredState.CREATED, "created", []),
+    ],
+)
 def test_state_convergence(desired, status, expected):
     assert acts(plan(record(desired), [observed(status)], now=0)) == expected
 
@@ -75,21 +100,18 @@ def test_changed_spec_recreates():
 def test_desired_hash_from_the_caller_decides_drift():
     current = observed(spec_hash="body-hash-1")
     assert acts(plan(record(DesiredState.RUNNING), [current], now=0, desired_hash="body-hash-1")) == []
-    assert acts(plan(record(DesiredState.RUNNING), [current], now=0, desired_hash="body-hash-2")) == [
-        (Act.REPLACE, "d1"), (Act.START, None)]
+    assert acts(plan(record(DesiredState.RUNNING), [current], now=0, desired_hash="body-hash-2")) == [(Act.REPLACE, "d1"), (Act.START, None)]
 
 
 def test_drift_of_a_stopped_container_replaces_without_starting():
-    assert acts(plan(record(DesiredState.STOPPED), [observed("exited", spec_hash="stale")], now=0)) == [
-        (Act.REPLACE, "d1")]
+    assert acts(plan(record(DesiredState.STOPPED), [observed("exited", spec_hash="stale")], now=0)) == [(Act.REPLACE, "d1")]
 
 
 def test_an_interrupted_replacement_is_finished():
     # Killed between create (temporary name) and rename: the new one wins, the old one goes, the name is fixed.
     old = observed(spec_hash="stale", docker_id="old", created=1.0)
     new = observed("created", docker_id="new", created=2.0, name="a.next-12345678")
-    assert acts(plan(record(DesiredState.RUNNING), [old, new], now=0)) == [
-        (Act.REMOVE, "old"), (Act.RENAME, "new"), (Act.START, "new")]
+    assert acts(plan(record(DesiredState.RUNNING), [old, new], now=0)) == [(Act.REMOVE, "old"), (Act.RENAME, "new"), (Act.START, "new")]
 
 
 def test_an_orphan_is_kept_through_its_grace_period_then_removed():
@@ -102,9 +124,9 @@ def test_an_orphan_is_kept_through_its_grace_period_then_removed():
 
 
 def test_duplicates_are_removed_keeping_the_running_one_with_the_current_spec():
-    p = plan(record(DesiredState.RUNNING),
-             [observed("exited", docker_id="old", created=5.0), observed("running", docker_id="keep", created=1.0)],
-             now=0)
+    p = plan(
+        record(DesiredState.RUNNING), [observed("exited", docker_id="old", created=5.0), observed("running", docker_id="keep", created=1.0)], now=0
+    )
     assert acts(p) == [(Act.REMOVE, "old")]
 
 
@@ -130,8 +152,7 @@ def test_a_restart_request_is_bound_to_the_run_docker_has_when_it_is_taken_up():
 def test_crash_back_off_holds_the_start_and_says_when_to_look_again():
     p = plan(record(DesiredState.RUNNING), [observed("exited")], now=100.0, restart_not_before=104.0)
     assert p.actions == () and p.requeue_after == pytest.approx(4.0) and p.waiting_reason == "CrashLoopBackOff"
-    assert acts(plan(record(DesiredState.RUNNING), [observed("exited")], now=105.0, restart_not_before=104.0)) == \
-        [(Act.START, "d1")]
+    assert acts(plan(record(DesiredState.RUNNING), [observed("exited")], now=105.0, restart_not_before=104.0)) == [(Act.START, "d1")]
 
 
 def test_unknown_containers_are_left_alone():
@@ -141,6 +162,7 @@ def test_unknown_containers_are_left_alone():
 def test_config_hash_covers_every_field_of_the_create_body():
     def body_hash(spec: ContainerSpec, defaults: ContainerDefaults = ContainerDefaults()) -> str:
         return config_hash(docker_create_body(record(DesiredState.RUNNING, spec), defaults))
+
     base = body_hash(SPEC)
     assert body_hash(ContainerSpec(image="flow:latest", name="a", environment={"A": "1"})) != base
     assert body_hash(ContainerSpec(image="flow:latest", name="a", ports={"80": 8080})) != base

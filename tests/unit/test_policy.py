@@ -1,4 +1,5 @@
 """The request policy, one rule at a time, against real paths and symlinks in a temporary directory."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,7 @@ def test_volumes_are_refused_by_default_even_harmless_ones(tree: Path):
 
 def test_volumes_under_an_allowed_root_bind_their_real_path(tree: Path):
     policy = RequestPolicy.build(volume_roots=[str(tree / "allowed")])
-    admitted = policy.admit_create(create(volumes={str(tree / "allowed" / "inner"): "/data",
-                                                   str(tree / "allowed" / "new-dir"): "/new"}))
+    admitted = policy.admit_create(create(volumes={str(tree / "allowed" / "inner"): "/data", str(tree / "allowed" / "new-dir"): "/new"}))
     assert admitted.volumes == {str(tree / "allowed" / "data"): "/data", str(tree / "allowed" / "new-dir"): "/new"}
 
 
@@ -62,8 +62,10 @@ def test_double_slashes_and_dots_are_normalised_before_the_check(tree: Path):
     assert policy.admit_create(create(volumes={host: "/d"})).volumes == {str(tree / "allowed" / "data"): "/d"}
 
 
-@pytest.mark.parametrize("host", ["/", "/proc", "/proc/1/root", "/sys/kernel", "/etc", "/etc/shadow", "/run",
-                                  "/var/run/docker.sock", "/run/docker.sock", "/var/run", "/dev/sda"])
+@pytest.mark.parametrize(
+    "host",
+    ["/", "/proc", "/proc/1/root", "/sys/kernel", "/etc", "/etc/shadow", "/run", "/var/run/docker.sock", "/run/docker.sock", "/var/run", "/dev/sda"],
+)
 def test_the_host_itself_is_never_mountable_even_when_everything_is_allowed(host: str):
     policy = RequestPolicy.build(volume_roots=["/"])
     assert refused(policy, create(volumes={host: "/x"})).field == f"volumes.{host}"

@@ -1,4 +1,5 @@
 """The one token bucket behind the client, link-frame and reconnection limits."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@ A "manager restart" here is what the real one keeps: a new store over the record
 serializes them (record_to_json / record_from_json), and a new controller with empty memory, over the
 same engine, built as flow_manager/app.py builds it. Clients' intents are written as the request handlers write them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,13 +63,13 @@ class Sink:
     def transitions(self, key: str) -> list[tuple[str, str]]:
         return [(e.old_state, e.new_state) for e in self.of(StatusChanged, lambda e: e.container_id == key)]
 
-    async def wait_for(self, kind: type, where: Callable[[Any], bool] = lambda _: True, count: int = 1,
-                       timeout: float = 5.0) -> Any:
+    async def wait_for(self, kind: type, where: Callable[[Any], bool] = lambda _: True, count: int = 1, timeout: float = 5.0) -> Any:
         async def found() -> Any:
             while len(self.of(kind, where)) < count:
                 self._changed.clear()
                 await self._changed.wait()
             return self.of(kind, where)[count - 1]
+
         try:
             return await asyncio.wait_for(found(), timeout)
         except TimeoutError:
@@ -89,16 +90,33 @@ class Manager:
         applier = Applier(docker, ContainerDefaults())  # type: ignore[arg-type]
         memory, errors = Memory(), ErrorBackoff()
         diffs = Diffs(self.store, self.sink, self.view, memory, engine, docker, backoff=BACKOFF)  # type: ignore[arg-type]
-        self.reconciler = ContainerReconciler(self.store, docker, applier, self.sink,  # type: ignore[arg-type]
-                                              engine=engine, view=self.view, memory=memory, diffs=diffs,
-                                              orphans=Orphans(docker, self.sink))  # type: ignore[arg-type]
+        self.reconciler = ContainerReconciler(
+            self.store,
+            docker,
+            applier,
+            self.sink,  # type: ignore[arg-type]
+            engine=engine,
+            view=self.view,
+            memory=memory,
+            diffs=diffs,
+            orphans=Orphans(docker, self.sink),
+        )  # type: ignore[arg-type]
         self.wakeups = Wakeups(self.store, docker, engine, self.queue.add, resync_period=3600)  # type: ignore[arg-type]
         outage = OutageReactions(self.store, self.sink, self.view, memory, errors, self.wakeups.resync)
-        watch = EngineWatch(docker, self.sink, state=engine, suspicion=suspicion,  # type: ignore[arg-type]
-                            on_event=self.wakeups.docker_event, on_lost=outage.lost, on_back=outage.back,
-                            on_resubscribed=self.wakeups.resync, retry_max=0.05)
-        self.loop = Loop(self.queue, self.reconciler, backoff=errors, workers=4,
-                         sources={"docker-engine": watch.run, "resync": self.wakeups.resync_forever})
+        watch = EngineWatch(
+            docker,
+            self.sink,
+            state=engine,
+            suspicion=suspicion,  # type: ignore[arg-type]
+            on_event=self.wakeups.docker_event,
+            on_lost=outage.lost,
+            on_back=outage.back,
+            on_resubscribed=self.wakeups.resync,
+            retry_max=0.05,
+        )
+        self.loop = Loop(
+            self.queue, self.reconciler, backoff=errors, workers=4, sources={"docker-engine": watch.run, "resync": self.wakeups.resync_forever}
+        )
         self.reader = StatusReader(self.store, self.view, docker, applier.desired_hash)  # type: ignore[arg-type]
         self.running = False
 
@@ -141,8 +159,10 @@ class Manager:
 
     async def converged(self, record: Record, timeout: float = 3.0) -> Record:
         """Wait as a request handler waits: until the controller reports this generation converged."""
+
         def settled(current: Record | None) -> bool:
             return current is None or current.status.observed_generation >= record.generation
+
         current = await self.store.wait_for(record.id, settled, timeout)
         assert current is None or current.status.error is None or current.status.error_generation < record.generation
         return current  # type: ignore[return-value]
@@ -164,12 +184,14 @@ async def managers() -> Any:
         manager = manager or Manager(docker)
         started.append(manager)
         return manager
+
     yield make
     for manager in started:
         await manager.stop()
 
 
 # -- exactly-once diffs ------------------------------------------------------------------------
+
 
 async def test_each_transition_is_published_once_and_each_crash_once_per_run(managers: Any) -> None:
     docker = FakeDocker()
@@ -212,9 +234,9 @@ async def test_a_crash_in_back_off_is_reported_once_however_often_the_controller
 
 # -- runs the manager ended itself, across a manager restart ----------------------------------------
 
+
 @pytest.mark.parametrize("start_before_first_reconcile", [True, False])
-async def test_a_run_the_manager_stopped_is_no_crash_after_a_manager_restart(
-        managers: Any, start_before_first_reconcile: bool) -> None:
+async def test_a_run_the_manager_stopped_is_no_crash_after_a_manager_restart(managers: Any, start_before_first_reconcile: bool) -> None:
     docker = FakeDocker()
     first = await managers(docker).open()
     record = first.create()
@@ -258,6 +280,7 @@ async def test_a_restart_interrupted_by_a_manager_restart_is_no_crash(managers: 
 
     async def engine_fails_the_start(docker_id: str) -> None:
         raise DockerFailure("docker_api_error", "engine hiccup", operation="start_container", status=500)
+
     docker.start = engine_fails_the_start  # type: ignore[method-assign]
     with pytest.raises(DockerFailure):
         await first.reconciler.reconcile(record.id)
@@ -291,6 +314,7 @@ async def test_a_restart_done_before_a_manager_restart_is_not_done_again(manager
 
 
 # -- back-off against a client's new intent ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("intent", ["start", "restart"])
 async def test_a_back_off_found_in_the_same_reconcile_as_a_start_does_not_delay_it(managers: Any, intent: str) -> None:
@@ -329,6 +353,7 @@ async def test_a_start_converges_at_once_with_the_loop_running(managers: Any) ->
 
 # -- restarts decided from Docker's own facts -------------------------------------------------------
 
+
 @pytest.mark.parametrize("offset", [-3600.0, 3600.0], ids=["docker-clock-lags", "docker-clock-ahead"])
 async def test_a_restart_happens_once_whatever_dockers_clock_says(managers: Any, offset: float) -> None:
     docker = FakeDocker(clock_offset=offset)
@@ -348,6 +373,7 @@ async def test_a_restart_happens_once_whatever_dockers_clock_says(managers: Any,
 
 # -- the engine going away and coming back -------------------------------------------------------
 
+
 async def test_engine_loss_and_return(managers: Any) -> None:
     docker = FakeDocker()
     m = await managers(docker).open()
@@ -360,8 +386,7 @@ async def test_engine_loss_and_return(managers: Any) -> None:
     await m.sink.wait_for(EngineStatus, lambda s: not s.available)
     await m.sink.wait_for(StatusChanged, lambda e: e.new_state == "unknown", count=2)
     kept = m.stop_intent(running.id)  # an intent during the outage is answered at once, and kept
-    current = await m.store.wait_for(running.id, lambda r: r is not None and r.status.error_generation
-                                     >= kept.generation, 3.0)
+    current = await m.store.wait_for(running.id, lambda r: r is not None and r.status.error_generation >= kept.generation, 3.0)
     assert current is not None and current.status.error is not None
     assert current.status.error.details["reason"] == "docker_unreachable"
     back = m.start_intent(running.id)
@@ -369,18 +394,16 @@ async def test_engine_loss_and_return(managers: Any) -> None:
     docker.come_back()
     await m.sink.wait_for(EngineStatus, lambda s: s.available)
     await m.converged(back)
-    await m.sink.wait_for(StatusChanged, lambda e: e.container_id == running.id and e.new_state == "running",
-                          count=2)
+    await m.sink.wait_for(StatusChanged, lambda e: e.container_id == running.id and e.new_state == "running", count=2)
     await m.idle()
-    assert m.sink.transitions(running.id) == [("created", "running"), ("running", "unknown"),
-                                              ("unknown", "stopped"), ("stopped", "running")]
-    assert m.sink.transitions(stopped.id) == [("created", "running"), ("running", "stopped"),
-                                              ("stopped", "unknown"), ("unknown", "stopped")]
+    assert m.sink.transitions(running.id) == [("created", "running"), ("running", "unknown"), ("unknown", "stopped"), ("stopped", "running")]
+    assert m.sink.transitions(stopped.id) == [("created", "running"), ("running", "stopped"), ("stopped", "unknown"), ("unknown", "stopped")]
     assert m.sink.crashes() == [], "the engine stopped them, not a crash"
     assert len(m.sink.of(EngineStatus)) == 2
 
 
 # -- status requests answer from what the controller observed -------------------------------------
+
 
 async def test_a_status_read_does_not_call_docker_and_follows_the_event_stream(managers: Any) -> None:
     docker = FakeDocker()
@@ -427,8 +450,8 @@ async def test_a_status_read_waiting_for_a_first_look_that_fails_is_answered_at_
     second = managers(docker, await first.restarted())
 
     async def refused(container_id: str) -> list[Any]:
-        raise DockerFailure("docker_api_error", "permission denied", operation="list_containers", status=403,
-                            permanent=True)
+        raise DockerFailure("docker_api_error", "permission denied", operation="list_containers", status=403, permanent=True)
+
     docker.observe = refused  # type: ignore[method-assign]
     reader = second.reader
     await second.open()

@@ -1,4 +1,5 @@
 """The Docker engine adapter: calls with retry and error classification, and the container index."""
+
 from controller.adapters.docker.adapter import DockerAdapter
 from controller.adapters.docker.failures import DockerFailure, classify, describe_host, is_transient
 from controller.adapters.docker.index import ContainerIndex

@@ -5,6 +5,7 @@ exponential back-off, permanent ones fail at once (controller.adapters.docker.fa
 decides which is which). Failures leave here as DockerFailure, already in the
 API's error terms.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,9 +27,16 @@ T = TypeVar("T")
 
 
 class DockerAdapter:
-    def __init__(self, url: str | None = None, *, instance: str = "default", attempts: int = 4,
-                 stop_timeout: int = 10, on_unreachable: Callable[[], None] = lambda: None,
-                 pull_missing: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        instance: str = "default",
+        attempts: int = 4,
+        stop_timeout: int = 10,
+        on_unreachable: Callable[[], None] = lambda: None,
+        pull_missing: bool = False,
+    ) -> None:
         self.url = url
         self.on_unreachable = on_unreachable  # the engine watch checks at once (controller.engine.Suspicion)
         self.pull_missing = pull_missing  # pull an image that is not present? Only if the operator allows it
@@ -74,6 +82,7 @@ class DockerAdapter:
                     return None
                 raise
             return Observed.from_inspect(info)
+
         return await self._call("inspect_container", call)
 
     async def observe(self, container_id: str) -> list[Observed]:
@@ -84,8 +93,9 @@ class DockerAdapter:
         """
         known = self.index.lookup(container_id)
         if known is None:
-            found = await self._call("list_containers", lambda: self.docker.containers.list(
-                all=True, filters=labels.managed_filter(self.instance, container_id)))
+            found = await self._call(
+                "list_containers", lambda: self.docker.containers.list(all=True, filters=labels.managed_filter(self.instance, container_id))
+            )
             known = [c.id for c in found]
             for docker_id in known:
                 self.index.add(container_id, docker_id)
@@ -107,8 +117,7 @@ class DockerAdapter:
         """Every container of this instance with its state, in one call (which also refreshes the index)."""
         mark = self.index.listing_started()
         try:
-            found = await self._call("list_containers", lambda: self.docker.containers.list(
-                all=True, filters=labels.managed_filter(self.instance)))
+            found = await self._call("list_containers", lambda: self.docker.containers.list(all=True, filters=labels.managed_filter(self.instance)))
         except BaseException:
             self.index.listing_failed()
             raise
@@ -122,15 +131,13 @@ class DockerAdapter:
 
     async def logs_tail(self, docker_id: str, lines: int = 50) -> str:
         try:
-            chunks = await self._call("container_logs", lambda: self.docker.containers.container(docker_id).log(
-                stdout=True, stderr=True, tail=lines))
+            chunks = await self._call("container_logs", lambda: self.docker.containers.container(docker_id).log(stdout=True, stderr=True, tail=lines))
         except DockerFailure:
             return ""
         return "".join(chunks)[-8192:]
 
     async def stats(self, docker_id: str) -> dict[str, Any] | None:
-        result = await self._call("container_stats", lambda: self.docker.containers.container(docker_id).stats(
-            stream=False))
+        result = await self._call("container_stats", lambda: self.docker.containers.container(docker_id).stats(stream=False))
         return result[0] if result else None
 
     # -- acting --------------------------------------------------------------
@@ -138,9 +145,13 @@ class DockerAdapter:
         try:
             await self.docker.images.pull(image, timeout=120)
         except Exception as exc:
-            raise DockerFailure("image_not_found", f"image {image!r} is not present and could not be pulled: "
-                                f"{_docker_message(exc) if isinstance(exc, aiodocker.DockerError) else exc}",
-                                operation="pull_image", permanent=True, details={"image": image}) from exc
+            raise DockerFailure(
+                "image_not_found",
+                f"image {image!r} is not present and could not be pulled: {_docker_message(exc) if isinstance(exc, aiodocker.DockerError) else exc}",
+                operation="pull_image",
+                permanent=True,
+                details={"image": image},
+            ) from exc
 
     async def create(self, body: dict[str, Any], name: str) -> str:
         image = body["Image"]
@@ -150,9 +161,13 @@ class DockerAdapter:
             if failure.error_type != "image_not_found":
                 raise
             if not self.pull_missing:
-                raise DockerFailure("image_not_found", f"image {image!r} is not present locally and this manager "
-                                    "does not pull images (--pull-images)", operation="create_container",
-                                    permanent=True, details={"image": image}) from failure
+                raise DockerFailure(
+                    "image_not_found",
+                    f"image {image!r} is not present locally and this manager does not pull images (--pull-images)",
+                    operation="create_container",
+                    permanent=True,
+                    details={"image": image},
+                ) from failure
             await self.pull(image)
             container = await self._call("create_container", lambda: self.docker.containers.create(body, name=name))
         managed_id = (body.get("Labels") or {}).get(labels.CONTAINER_ID)
@@ -164,12 +179,14 @@ class DockerAdapter:
         await self._call("start_container", lambda: self.docker.containers.container(docker_id).start())
 
     async def stop(self, docker_id: str) -> None:
-        await self._call("stop_container", lambda: self.docker.containers.container(docker_id).stop(
-            t=self.stop_timeout, timeout=self.stop_timeout + 30))
+        await self._call(
+            "stop_container", lambda: self.docker.containers.container(docker_id).stop(t=self.stop_timeout, timeout=self.stop_timeout + 30)
+        )
 
     async def put_archive(self, docker_id: str, path: str, archive: bytes | BinaryIO) -> None:
         """Extract a tar archive into the container at `path`; an open file is streamed from its start at
         every attempt (through a duplicate descriptor: aiohttp closes what it sent), never read into memory."""
+
         async def call() -> None:
             if isinstance(archive, bytes):
                 await self.docker.containers.container(docker_id).put_archive(path, archive)
@@ -177,6 +194,7 @@ class DockerAdapter:
             with os.fdopen(os.dup(archive.fileno()), "rb") as data:
                 data.seek(0)
                 await self.docker.containers.container(docker_id).put_archive(path, data)
+
         await self._call("put_archive", call)
 
     async def rename(self, docker_id: str, name: str) -> None:
@@ -192,14 +210,14 @@ class DockerAdapter:
             except aiodocker.DockerError as exc:
                 if exc.status != 404:  # already gone is what we wanted
                     raise
+
         await self._call("delete_container", call)
         self.index.discard(docker_id)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Docker's event stream for our containers; ends when the daemon goes away."""
         subscriber = self.docker.events.subscribe(create_task=False)  # one stream: ours, filtered
-        runner = asyncio.create_task(self.docker.events.run(
-            filters={"type": ["container"], **labels.managed_filter(self.instance)}))
+        runner = asyncio.create_task(self.docker.events.run(filters={"type": ["container"], **labels.managed_filter(self.instance)}))
         self.index.follow()
         try:
             while True:

@@ -3,6 +3,7 @@
 Transient failures (daemon unreachable, 5xx) are retried by the adapter; permanent ones (no such image, bad
 spec, name conflict) fail at once so they never become a retry storm.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,16 @@ def describe_host(docker_host: str | None) -> str:
 
 
 class DockerFailure(Exception):
-    def __init__(self, error_type: str, message: str, *, operation: str, status: int | None = None,
-                 permanent: bool = False, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        *,
+        operation: str,
+        status: int | None = None,
+        permanent: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.error_type, self.message, self.operation = error_type, message, operation
         self.status, self.permanent = status, permanent
@@ -48,9 +57,7 @@ def classify(exc: BaseException, operation: str) -> DockerFailure:
             return DockerFailure("image_not_found", text, operation=operation, status=404, permanent=True)
         if exc.status == 404:
             return DockerFailure("container_not_found", text, operation=operation, status=404, permanent=True)
-        return DockerFailure("docker_api_error", text, operation=operation, status=exc.status,
-                             permanent=exc.status < 500)
+        return DockerFailure("docker_api_error", text, operation=operation, status=exc.status, permanent=exc.status < 500)
     if isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
-        return DockerFailure("docker_api_error", f"Docker engine unreachable: {exc!r}", operation=operation,
-                             details={"reason": "docker_unreachable"})
+        return DockerFailure("docker_api_error", f"Docker engine unreachable: {exc!r}", operation=operation, details={"reason": "docker_unreachable"})
     return DockerFailure("system_error", f"{type(exc).__name__}: {exc}", operation=operation, permanent=True)

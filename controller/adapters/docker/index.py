@@ -1,4 +1,5 @@
 """An index of this instance's containers (managed id -> Docker ids), kept by lists, our calls and events."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ A reload sends `flow.reload` and waits until the runtime reports the wanted
 revision (`flow.reloaded`, or a `flow.hello` after it dialled again) or an
 error loading it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,7 @@ async def reload(manager: LinkManager, container_id: str, revision: str, timeout
         try:
             error = await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
-            raise LinkFailure("socket_timeout_error",
-                              f"the runtime did not confirm revision {revision} within {timeout:g} s") from None
+            raise LinkFailure("socket_timeout_error", f"the runtime did not confirm revision {revision} within {timeout:g} s") from None
         if error:
             raise LinkFailure("socket_error", f"the runtime could not load revision {revision}: {error}")
     finally:

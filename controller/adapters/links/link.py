@@ -5,6 +5,7 @@ link stops being read while too many of its messages (by count or bytes) wait
 for clients; reconnections are rate-limited too (reserving: each connection
 waits its turn), so a reset loop cannot flood clients with events.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@
 A ping never waits (one that cannot be written at once is just an unanswered
 ping); controller.health turns pings answered or not into a health word.
 """
+
 from __future__ import annotations
 
 import asyncio

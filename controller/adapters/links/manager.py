@@ -11,6 +11,7 @@ back-pressure, reconnection rate; wire.py: a peer that stops reading is cut
 off). The rest: server.py reads, wire.py writes, liveness.py pings,
 handshake.py reloads code.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +24,23 @@ from controller.events import EventSink
 from controller.health import LinkProbe
 from flow_runtime.framing import DEFAULT_MAX_FRAME
 from flow_runtime.protocol import LINK_DIR, LINK_ENV, LINK_PATH
+from store import Record
 
 
 class LinkManager:
-    def __init__(self, socket_dir: str, sink: EventSink, *, host_socket_dir: str | None = None,
-                 max_frame: int = DEFAULT_MAX_FRAME, send_timeout: float = 5.0, rate_limit: float = 2000.0,
-                 ping_interval: float = 5.0, ping_timeout: float = 15.0,
-                 wake: Callable[[str], None] = lambda key: None) -> None:
+    def __init__(
+        self,
+        socket_dir: str,
+        sink: EventSink,
+        *,
+        host_socket_dir: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        send_timeout: float = 5.0,
+        rate_limit: float = 2000.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 15.0,
+        wake: Callable[[str], None] = lambda key: None,
+    ) -> None:
         self.socket_dir = Path(socket_dir)
         self.host_socket_dir = Path(host_socket_dir or socket_dir)  # the same directory as Docker sees it
         self.sink = sink
@@ -57,18 +68,16 @@ class LinkManager:
         return f"{setup.link_dir(self.host_socket_dir, container_id)}:{LINK_DIR}:ro"
 
     # -- lifecycle (called by the reconciler) --------------------------------------
-    async def ensure(self, record: Any) -> None:
+    async def ensure(self, record: Record) -> None:
         """Listen on this container's link if not already (idempotent, cheap)."""
         link = self.links.get(record.id)
         if link is not None and link.server is not None:
             return
         link = link or Link(record.id, record.spec.name)
         self.links[record.id] = link
-        listening = await asyncio.to_thread(setup.prepare, self.socket_dir, record.id,
-                                            self.public_path(record.spec.name))
+        listening = await asyncio.to_thread(setup.prepare, self.socket_dir, record.id, self.public_path(record.spec.name))
         try:
-            link.server = await asyncio.start_unix_server(
-                lambda r, w: server.serve(self, link, r, w), sock=listening, limit=self.max_frame + 64)
+            link.server = await asyncio.start_unix_server(lambda r, w: server.serve(self, link, r, w), sock=listening, limit=self.max_frame + 64)
         except BaseException:
             listening.close()
             raise
@@ -93,7 +102,7 @@ class LinkManager:
             if link.writer is not None:
                 link.writer.close()
 
-    def inputs(self, prepare_for: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+    def inputs(self, prepare_for: Record) -> tuple[tuple[str, ...], dict[str, str]]:
         """Mounts and environment a new container needs to reach its link."""
         return (self.mount(prepare_for.id),), {LINK_ENV: LINK_PATH}
 
@@ -110,8 +119,9 @@ class LinkManager:
         link = self.links.get(container_id)
         if link is None:
             return None
-        return LinkProbe(link.ever_connected, self.connected(container_id), link.waiting_since, link.answered_at,
-                         link.disconnected_at, link.run_started_at)
+        return LinkProbe(
+            link.ever_connected, self.connected(container_id), link.waiting_since, link.answered_at, link.disconnected_at, link.run_started_at
+        )
 
     def observe_run(self, container_id: str, started_at: float | None) -> None:
         """The container's current run began at `started_at`: a link dropped before it is not an outage,

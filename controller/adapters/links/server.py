@@ -5,6 +5,7 @@ flow_runtime.framing's reader, the one the runtime uses. A bad or oversized
 frame resets that link only; reading waits while the link's messages queue
 for clients (back-pressure) and while its frame rate is spent.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,7 @@ async def serve(manager: LinkManager, link: Link, reader: asyncio.StreamReader, 
         writer.close()
 
 
-async def take_over(manager: LinkManager, link: Link, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:
+async def take_over(manager: LinkManager, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     if link.writer is not None:  # the newest connection wins (a restarted runtime)
         link.writer.close()
     # drain() returns only once the kernel took every byte: a send answered "sent" is never still in
@@ -64,8 +64,7 @@ async def take_over(manager: LinkManager, link: Link, reader: asyncio.StreamRead
             received(manager, link, *frame)
     except FrameError as exc:
         log.warning("link of %s reset: %s", link.container_id, exc)
-        manager.sink.publish(Activity("container_error", link.container_id, f"link reset: {exc}",
-                                      {"error_type": "socket_error"}))
+        manager.sink.publish(Activity("container_error", link.container_id, f"link reset: {exc}", {"error_type": "socket_error"}))
     except (ConnectionError, OSError):
         pass
     finally:
@@ -87,9 +86,13 @@ def received(manager: LinkManager, link: Link, message: dict[str, Any], size: in
             manager.wake(link.container_id)
         return
     link.last_communication = time.time()
-    if manager.sink.publish(MessageReceived(link.container_id, message, link.last_communication),
-                            lambda: link.delivered(size)):
+    if manager.sink.publish(MessageReceived(link.container_id, message, link.last_communication), lambda: link.delivered(size)):
         link.queued(size)
-    manager.sink.publish(Activity("message_received", link.container_id,
-                                  f"Message received from container {link.name}",
-                                  {"command": command if isinstance(command, str) else None}))
+    manager.sink.publish(
+        Activity(
+            "message_received",
+            link.container_id,
+            f"Message received from container {link.name}",
+            {"command": command if isinstance(command, str) else None},
+        )
+    )

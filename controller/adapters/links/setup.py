@@ -11,6 +11,7 @@ into place already listening. The manager never changes the mode of a
 directory it did not create (`--socket-dir` may be a shared one such as /tmp).
 Blocking file-system calls: run these in a thread.
 """
+
 from __future__ import annotations
 
 import os

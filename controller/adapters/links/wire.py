@@ -4,6 +4,7 @@ Frames are flow_runtime.framing's (4-byte big-endian length + UTF-8 JSON
 object), the same module the runtime reads them with. A peer that stops
 reading is cut off.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,7 +57,9 @@ async def send(link: Link | None, message: dict[str, Any], max_frame: int, send_
                     "socket_timeout_error",
                     f"the container did not read the message within {send_timeout:g} s; the message was "
                     "cancelled and the link reset (the container may dial again)",
-                    delivery="not_delivered" if current else "unknown", link_reset=True) from None
+                    delivery="not_delivered" if current else "unknown",
+                    link_reset=True,
+                ) from None
         except (ConnectionError, OSError) as exc:
             raise LinkFailure("socket_error", f"link write failed: {exc}", delivery="unknown") from None
     if not is_control(message.get("command")):
