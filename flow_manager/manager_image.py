@@ -17,7 +17,7 @@ directory, which an ordinary `FROM <base>` build adds as a layer:
 
 The Dockerfile at the root of the checkout does the same steps from python:3.11-slim-bookworm for
 users with a registry; keep USER, paths, ENV, ENTRYPOINT, HEALTHCHECK and labels equal in both
-(tests/unit/test_manager_image.py compares them).
+(tests/deploy/test_manager_image.py compares them).
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
+import shutil
 import stat
 import subprocess
 import urllib.request
@@ -27,7 +29,7 @@ import socketio
 import yaml
 
 from flow_manager.manager_image import default_tag, ensure_manager_image
-from tests.deploy.tools import CHART, helm
+from tests.deploy.tools import CHART, CHECKOUT, helm, tool
 from tests.integration.harness import Client, free_port, record_timing, unique_name, wait_until
 from tests.integration.test_links import ping, wait_link
 
@@ -139,6 +141,25 @@ def handshake(url: str) -> int:
         return 0
 
 
+async def readme_client_flow(docker: aiodocker.Docker, url: str, token: str) -> None:
+    """The README's client flow with the token: create, start, a message over the link, status, delete."""
+    client = await Client().connect(url, auth={"token": token})
+    try:
+        name = unique_name("deploy-flow")
+        created = await client.call("create_container", {"image": "flow:latest", "name": name})
+        assert created["status"] == "created", created
+        cid = created["container_id"]
+        assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
+        await wait_link(client, cid, True, timeout=30)  # the link directory as the engine sees it
+        await ping(client, cid)
+        answer = await client.call("get_container_status", {"container_id": name})
+        assert answer["state"] == "running" and answer["socket_connected"] is True, answer
+        assert (await client.call("delete_container", {"container_id": cid}))["status"] == "deleted"
+        assert not [c for c in await docker.containers.list(all=True) if c._container["Names"] == [f"/{name}"]]
+    finally:
+        await client.close()
+
+
 async def test_rendered_host_mode_manager_container_serves_the_readme_client(docker: aiodocker.Docker, tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -174,24 +195,39 @@ async def test_rendered_host_mode_manager_container_serves_the_readme_client(doc
         with pytest.raises(socketio.exceptions.ConnectionError):  # it listens on 0.0.0.0: the token is required
             await Client().connect(url)
 
-        client = await Client().connect(url, auth={"token": token})
-        try:
-            name = unique_name("chart-flow")
-            created = await client.call("create_container", {"image": "flow:latest", "name": name})
-            assert created["status"] == "created", created
-            cid = created["container_id"]
-            assert (await client.call("start_container", {"container_id": cid}))["status"] == "running"
-            await wait_link(client, cid, True, timeout=30)  # the link directory as the engine sees it
-            await ping(client, cid)
-            answer = await client.call("get_container_status", {"container_id": name})
-            assert answer["state"] == "running" and answer["socket_connected"] is True, answer
-            assert (await client.call("delete_container", {"container_id": cid}))["status"] == "deleted"
-            assert not [c for c in await docker.containers.list(all=True) if c._container["Names"] == [f"/{name}"]]
-        finally:
-            await client.close()
+        await readme_client_flow(docker, url, token)
 
         # The image's HEALTHCHECK (the Socket.IO handshake from inside the container) reports healthy.
         await wait_until(running.show, 60, what="the manager container's HEALTHCHECK to report healthy",
                          until=lambda info: info["State"].get("Health", {}).get("Status") == "healthy", interval=1)
     finally:
         await kubelet.remove()
+
+
+async def test_compose_file_runs_the_manager_image(docker: aiodocker.Docker, tmp_path: Path) -> None:
+    """deploy/compose.yaml as shipped (env file from the example, a real token): the init service hands
+    over the link directory, the manager becomes healthy by its healthcheck and serves the client."""
+    await ensure_manager_image(docker)
+    compose = tool("docker-compose", "apt-get install -y docker-compose")
+    shutil.copy(CHECKOUT / "deploy" / "compose.yaml", tmp_path / "compose.yaml")
+    token = secrets.token_urlsafe(32)
+    example = (CHECKOUT / "deploy" / "flow-manager.env.example").read_text()
+    (tmp_path / "flow-manager.env").write_text(example.replace("change-me-to-a-long-random-token", token))
+    project = unique_name("compose").replace("-", "")
+    port = free_port()
+    env = {**os.environ, "DOCKER_GID": str(os.stat(DOCKER_SOCKET).st_gid), "FLOW_MANAGER_LINK_DIR": str(tmp_path / "links"),
+           "FLOW_MANAGER_PORT": str(port), "FLOW_MANAGER_INSTANCE": unique_name("compose")}
+    argv = [compose, "-p", project, "-f", str(tmp_path / "compose.yaml")]
+
+    def run(*args: str) -> None:
+        result = subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+
+    try:
+        await asyncio.to_thread(run, "up", "-d")
+        manager = await docker.containers.get(f"{project}_flow-manager_1")
+        await wait_until(manager.show, 90, what="the compose service's healthcheck to report healthy",
+                         until=lambda info: info["State"].get("Health", {}).get("Status") == "healthy", interval=1)
+        await readme_client_flow(docker, f"http://127.0.0.1:{port}", token)
+    finally:
+        await asyncio.to_thread(run, "down", "-v", "--timeout", "10")
