@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--tag", default=None, help="default flow:latest, or flow-manager:<version> with --manager")
     build.add_argument("--manager", action="store_true", help="build the image of the manager itself (docs/deployment.md)")
     build.add_argument("--docker-host", default=None)
-    build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too")
+    build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too (with --manager: the dependency layer)")
     args = parser.parse_args(argv)
 
     level = getattr(args, "log_level", "info").upper()
