@@ -20,6 +20,13 @@ async def _ensure_image(tag: str, docker_host: str | None, force: bool = False) 
         return await ensure_flow_image(docker, tag, force=force)
 
 
+async def _ensure_manager_image(tag: str | None, docker_host: str | None, force: bool = False) -> str:
+    from flow_manager.manager_image import ensure_manager_image
+
+    async with aiodocker.Docker(url=docker_host) as docker:
+        return await ensure_manager_image(docker, tag, force=force)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flow-manager", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -27,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the Socket.IO server and the reconcile loop")
     add_arguments(serve)
     build = commands.add_parser("build-image", help="build the reference flow image locally (no registry needed)")
-    build.add_argument("--tag", default="flow:latest")
+    build.add_argument("--tag", default=None, help="default flow:latest, or flow-manager:<version> with --manager")
+    build.add_argument("--manager", action="store_true", help="build the image of the manager itself (docs/deployment.md)")
     build.add_argument("--docker-host", default=None)
-    build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too")
+    build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too (with --manager: the dependency layer)")
     args = parser.parse_args(argv)
 
     level = getattr(args, "log_level", "info").upper()
@@ -37,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "build-image":
         try:
-            print(asyncio.run(_ensure_image(args.tag, args.docker_host, args.force)))
+            if args.manager:
+                print(asyncio.run(_ensure_manager_image(args.tag, args.docker_host, args.force)))
+            else:
+                print(asyncio.run(_ensure_image(args.tag or "flow:latest", args.docker_host, args.force)))
         except Exception as exc:
             print(f"flow-manager: {exc}", file=sys.stderr)
             return 1
