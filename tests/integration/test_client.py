@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -56,14 +57,16 @@ async def test_follow_logs_yields_batches_until_the_container_is_deleted(server:
         await fm.create("flow:latest", name=name, command=["python3", "-c", script])
         await fm.start(name)
         seen: list[str] = []
+        deleting: asyncio.Task[object] | None = None
         async for batch in fm.follow_logs(name):
             seen += [line.text for line in batch.lines]
-            if len(seen) >= 5 and not batch.ended:
-                await other.delete(name)  # deleted by someone else: the follow ends with a final batch
+            if len(seen) >= 5 and deleting is None:
+                deleting = asyncio.create_task(other.delete(name))  # deleted by someone else: the follow ends with a final batch
             if batch.ended:
                 assert batch.reason == "deleted"
                 break
         assert seen[:2] and all(text.startswith("line ") for text in seen)
+        assert deleting is not None and (await deleting).status == "deleted"  # type: ignore[attr-defined]
 
 
 async def test_reconnects_by_itself_and_says_so(docker: object, tmp_path: Path) -> None:
