@@ -40,6 +40,13 @@ class Emitter:
         for eio_sid in recipients:
             await self.sio.eio.send_packet(eio_sid, frame)
 
+    def backlog(self, sid: str) -> int:
+        """Frames waiting in one client's Engine.IO queue (0 when it is gone, or the internals differ)."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, self.namespace)
+        socket = (getattr(self.sio.eio, "sockets", None) or {}).get(eio_sid)
+        queue = getattr(socket, "queue", None)
+        return queue.qsize() if queue is not None else 0
+
     def backlogs(self) -> dict[str, int]:
         """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from flow_runtime.protocol import CONTROL_PREFIX
 
@@ -136,6 +137,48 @@ class GetMetrics(Request):
     """Extension: the manager's own figures; `reset` starts new lag, GC and handler-time windows."""
 
     reset: bool = False
+
+
+MAX_LOG_TAIL = 5000  # lines of one container_logs answer (its bytes are bounded too: api/container_logs.py)
+MAX_FOLLOW_TAIL = 1000
+
+
+class GetContainerLogs(ContainerRef):
+    """Extension: the last `tail` lines a container printed, from `since` (seconds since the epoch, or ISO 8601)."""
+
+    tail: Annotated[int, Field(ge=0, le=MAX_LOG_TAIL)] = 100
+    since: Annotated[float, Field(ge=0)] | Annotated[str, StringConstraints(max_length=64)] | None = None
+    timestamps: bool = True
+    stdout: bool = True
+    stderr: bool = True
+
+    @field_validator("since")
+    @classmethod
+    def _moment(cls, value: float | str | None) -> float | None:
+        if not isinstance(value, str):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("since must be seconds since the epoch or an ISO 8601 moment") from None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+    @model_validator(mode="after")
+    def _a_stream(self) -> "GetContainerLogs":
+        if not (self.stdout or self.stderr):
+            raise ValueError("at least one of stdout and stderr must be true")
+        return self
+
+    @property
+    def since_seconds(self) -> float | None:
+        return float(self.since) if self.since is not None else None
+
+
+class FollowLogs(ContainerRef):
+    """Extension: this connection receives the container's new lines as `container_log` events, starting
+    with its last `tail` lines."""
+
+    tail: Annotated[int, Field(ge=0, le=MAX_FOLLOW_TAIL)] = 0
 
 
 def _depth(value: Any, level: int = 1) -> int:

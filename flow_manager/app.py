@@ -12,6 +12,7 @@ import socketio
 
 from api import engineio_tuning
 from api.broadcast import Broadcaster
+from api.container_logs import ContainerLogs
 from api.diagnostics import GcMonitor, LoopMonitor
 from api.handlers import ApiSettings, Handlers, Route
 from api.metrics import Metrics, RequestTimings
@@ -77,6 +78,7 @@ class FlowManager:
         self.loop: Loop | None = None
         self.status_loop: StatusLoop | None = None
         self.broadcaster: Broadcaster | None = None
+        self.logs: ContainerLogs | None = None
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
         self.gc_monitor = GcMonitor()
 
@@ -170,6 +172,7 @@ class FlowManager:
         reader = StatusReader(self.store, view, self.docker, applier.desired_hash, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval, self.broadcaster.listening)
         timings = RequestTimings()
+        self.logs = ContainerLogs(self.docker, self.store, view, self.broadcaster.emitter)
         metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
         Handlers(
             self.sio,
@@ -185,6 +188,7 @@ class FlowManager:
             limiter=self.security.limiter(s),
             timings=timings,
             extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
+            logs=self.logs,
         ).register()
         self.loop_monitor.start()
         self.gc_monitor.start()
@@ -232,6 +236,8 @@ class FlowManager:
     async def shutdown(self) -> None:
         self.loop_monitor.stop()
         self.gc_monitor.stop()
+        if self.logs is not None:
+            await self.logs.close()
         for part in (self.status_loop, self.loop, self.broadcaster):
             if part is not None:
                 await part.stop()

@@ -11,7 +11,7 @@ Socket.IO acknowledgement (for `call()` / `emitWithAck()`).
 
 One async handler per event, grouped by concern: connection.py (connect,
 disconnect, rejected and unknown events), lifecycle.py (create ... delete),
-messaging.py (send_message, subscribe_messages), reads.py (status, list);
+messaging.py (send_message, subscribe_messages), reads.py (status, list), logs.py (read and follow output);
 base.py holds the path every request takes. This module names the events.
 """
 
@@ -20,15 +20,16 @@ from __future__ import annotations
 from api.handlers.base import ApiSettings, Route
 from api.handlers.connection import ConnectionHandlers
 from api.handlers.lifecycle import LifecycleHandlers
+from api.handlers.logs import LogHandlers
 from api.handlers.messaging import MessagingHandlers
 from api.handlers.reads import ReadHandlers
 from api.packet_gate import REJECTED_EVENT
-from api.schemas import ContainerRef, CreateContainer, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
+from api.schemas import ContainerRef, CreateContainer, FollowLogs, GetContainerLogs, ListContainers, SendMessage, SubscribeMessages, UpdateContainer
 
 __all__ = ["ApiSettings", "Handlers", "Route"]
 
 
-class Handlers(ConnectionHandlers, LifecycleHandlers, MessagingHandlers, ReadHandlers):
+class Handlers(ConnectionHandlers, LifecycleHandlers, MessagingHandlers, ReadHandlers, LogHandlers):
     def register(self) -> None:
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
@@ -44,6 +45,10 @@ class Handlers(ConnectionHandlers, LifecycleHandlers, MessagingHandlers, ReadHan
             "list_containers": Route("container_list", ListContainers, self.list, body_optional=True),
             # extension: narrow this client's message_received to some containers
             "subscribe_messages": Route("messages_subscribed", SubscribeMessages, self.subscribe_messages, per_client=True),
+            # extensions: a container's output (api/container_logs.py)
+            "get_container_logs": Route("container_logs", GetContainerLogs, self.get_logs),
+            "follow_logs": Route("logs_followed", FollowLogs, self.follow_logs, per_client=True),
+            "unfollow_logs": Route("logs_unfollowed", ContainerRef, self.unfollow_logs, per_client=True),
             **self.extensions,
         }
         for operation, route in routes.items():

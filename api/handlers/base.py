@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.auth import ConnectAuth
 from api.broadcast import Broadcaster
+from api.container_logs import ContainerLogs
 from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
 from api.metrics import RequestTimings
@@ -68,6 +69,7 @@ class HandlerBase:
         limiter: RateLimiter | None = None,
         timings: RequestTimings | None = None,
         extensions: dict[str, Route] | None = None,
+        logs: ContainerLogs | None = None,
     ) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.view = view  # what the controller last observed: the only part of the controller requests read
@@ -77,8 +79,15 @@ class HandlerBase:
         self.limiter = limiter or RateLimiter(rate=0, burst=1)
         self.timings = timings or RequestTimings()
         self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
+        self._logs = logs  # container logs (reads through the Docker adapter, follows per connection)
         self.operations: frozenset[str] = frozenset()
         self._departed: collections.OrderedDict[str, str] = collections.OrderedDict()  # sid -> its session
+
+    @property
+    def logs(self) -> ContainerLogs:
+        if self._logs is None:
+            raise ApiError("system_error", "container logs are not available in this server")
+        return self._logs
 
     def _session(self, sid: str) -> str:
         """The Engine.IO session under a Socket.IO sid: the key of per-connection state such as the rate limit,

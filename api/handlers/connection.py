@@ -43,6 +43,8 @@ class ConnectionHandlers(HandlerBase):
             log.warning("ignored a disconnect event for %s that python-socketio did not send", sid)
             return
         self.broadcaster.forget(sid)
+        if self._logs is not None:
+            await self._logs.forget(sid)
         session = self._session(sid)
         self._departed[sid] = session  # its requests already dispatched still count against that connection
         while len(self._departed) > DEPARTED_REMEMBERED:

@@ -18,6 +18,7 @@ import aiodocker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from controller import labels
+from controller.adapters.docker import logs
 from controller.adapters.docker.failures import DockerFailure, _docker_message, classify, is_transient
 from controller.adapters.docker.index import ContainerIndex
 from controller.observed import Listed, Observed
@@ -135,6 +136,15 @@ class DockerAdapter:
         except DockerFailure:
             return ""
         return "".join(chunks)[-8192:]
+
+    async def read_logs(self, docker_id: str, *, streams: tuple[str, ...], tail: int, since: float | None) -> list[logs.LogLine]:
+        """The last `tail` lines of the chosen streams, in time order (controller/adapters/docker/logs.py)."""
+        return await self._call("container_logs", lambda: logs.read(self.docker, docker_id, streams=streams, tail=tail, since=since))
+
+    def follow_logs(self, docker_id: str, stream: str, *, since: float | None, tail: int | None = None) -> AsyncIterator[logs.LogLine]:
+        """One stream of one Docker container until it stops; not retried (a follower attaches again)."""
+        self.calls["follow_logs"] += 1
+        return logs.follow(self.docker, docker_id, stream, since, tail)
 
     async def stats(self, docker_id: str) -> dict[str, Any] | None:
         result = await self._call("container_stats", lambda: self.docker.containers.container(docker_id).stats(stream=False))
