@@ -128,7 +128,8 @@ def _pyproject(root: Path) -> dict:
 
 def source_files(root: Path) -> list[Path]:
     """What the wheel is built from: pyproject.toml, README.md and every file of the listed packages."""
-    packages = _pyproject(root)["tool"]["setuptools"]["packages"]
+    found = _pyproject(root)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [pattern for pattern in found if "*" not in pattern]  # the top-level packages; .* adds their subpackages
     files = [root / "pyproject.toml", root / "README.md"]
     for package in packages:
         files += [p for p in sorted((root / package).rglob("*")) if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
