@@ -103,6 +103,7 @@ class FlowManager:
             max_frame=s.max_frame_bytes,
             send_timeout=s.send_timeout,
             rate_limit=s.link_rate_limit,
+            byte_rate_limit=s.link_byte_rate_limit,
             ping_interval=s.link_ping_interval,
             ping_timeout=s.link_ping_timeout,
             wake=queue.add,

@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 
+from controller.adapters.links.link import DEFAULT_BYTE_RATE
 from controller.adapters.links.setup import DEFAULT_SOCKET_DIR
 from controller.container_config import DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT
 
@@ -34,6 +35,7 @@ class Settings:
     max_frame_bytes: int = 1 << 20
     send_timeout: float = 5.0
     link_rate_limit: float = 2000.0
+    link_byte_rate_limit: float = float(DEFAULT_BYTE_RATE)
     link_ping_interval: float = 5.0
     link_ping_timeout: float = 15.0
     orphan_grace: float = 60.0
@@ -83,7 +85,8 @@ HELP = {
     "socket_host_dir": "the socket directory as the Docker engine sees it, when it differs (sidecars)",
     "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
     "send_timeout": "seconds send_message waits for the container to take a message",
-    "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped)",
+    "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped); 0 disables",
+    "link_byte_rate_limit": "bytes per second one container may send (also its burst: the link's byte budget); 0 disables",
     "link_ping_interval": "seconds between liveness pings on every connected link (0 turns them off)",
     "link_ping_timeout": "seconds without a pong (or without the link) before a running container is unhealthy",
     "orphan_grace": "seconds a container labelled for this instance but without a record is kept before removal",
