@@ -40,6 +40,7 @@ from flow_manager.config import Settings, default_state_dir
 from flow_manager.security import Security, configure
 from store import DesiredState, MemoryStore
 from store.code import CodeStore
+from store.durability import StateDirError
 from store.journal import Journal
 
 log = logging.getLogger("flow_manager")
@@ -67,10 +68,13 @@ class FlowManager:
             self.store, self.codes = MemoryStore(), CodeStore()
         else:
             state = Path(settings.state_dir or default_state_dir()) / settings.instance
-            state.mkdir(parents=True, exist_ok=True)
-            os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
-            journal = Journal(state)
-            self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
+            try:
+                state.mkdir(parents=True, exist_ok=True)
+                os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
+                journal = Journal(state)
+                self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
+            except OSError as exc:  # read-only, not ours: cli.py says so in one line (rc 2)
+                raise StateDirError(state, exc) from exc
         self.links: LinkManager | None = None
         self.docker: DockerAdapter | None = None
         self.queue: WorkQueue | None = None
