@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -18,7 +19,7 @@ from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
-from controller.adapters.docker import DockerAdapter, describe_host
+from controller.adapters.docker import DockerAdapter, describe_host, storage
 from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.bind_sources import BindGuard
@@ -88,6 +89,21 @@ class FlowManager:
         """Every record's bind sources (real path -> container id), for the check before each start."""
         return {real: record.id for record in self.store.records() for real in record.spec.volumes}
 
+    async def _writable_layer_bound(self) -> int:
+        """--container-disk-limit where the engine can enforce it, else 0 (said once, at start)."""
+        s = self.settings
+        if not s.container_disk_limit or self.docker is None:
+            return 0
+        try:
+            bound = await asyncio.wait_for(storage.probe(self.docker.docker, s.flow_image, s.container_disk_limit), 15)
+        except TimeoutError:
+            bound = storage.LayerBound(False, "the engine did not answer within 15 s")
+        if bound.enforced:
+            log.info("writable layer of each container bounded to %d bytes (%s)", s.container_disk_limit, bound.why)
+        else:
+            log.warning("writable layers are NOT bounded: %s (see README, Limitations)", bound.why)
+        return s.container_disk_limit if bound.enforced else 0
+
     async def startup(self) -> None:
         """Every long-lived object, built once, in an order that needs no wiring after construction: the
         ports (engine state, the suspicion a failed call raises, the queue) come first, so the engine watch,
@@ -122,6 +138,9 @@ class FlowManager:
                 stop_timeout=s.stop_timeout,
                 memory_limit=s.default_memory_limit,
                 pids_limit=s.default_pids_limit,
+                log_max_size=s.container_log_max_size,
+                log_max_files=s.container_log_max_files,
+                storage_size=await self._writable_layer_bound(),
             ),
             self.links,
             deployer,
