@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from store.records import ContainerSpec, DesiredState, Record, RestartTarget
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 
 class Damaged(ValueError):
@@ -35,23 +38,27 @@ class Replay:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+def _expect(value: object, kind: type[T], what: str) -> T:
+    """`value` (parsed JSON, untrusted) if it is a `kind` (a bool is no int here), else `Damaged`."""
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise Damaged(f"{what} is {type(value).__name__}")
     return value
 
 
-def _optional_int(value: Any, what: str) -> int | None:
+def _optional_int(value: object, what: str) -> int | None:
     return None if value is None else _expect(value, int, what)
 
 
-def _mapping(value: Any, what: str, values: type) -> dict[str, Any]:
-    for key, item in _expect(value, dict, what).items():
-        _expect(item, values, f"{what}[{key!r}]")
-    return dict(value)
+def _number(value: object, what: str) -> float:
+    return float(_expect(value, float, what) if isinstance(value, float) else _expect(value, int, what))
 
 
-def _spec(data: Any) -> ContainerSpec:
+def _mapping(value: object, what: str, values: type[V]) -> dict[str, V]:
+    found = _expect(value, dict, what)
+    return {_expect(key, str, what): _expect(item, values, f"{what}[{key!r}]") for key, item in found.items()}
+
+
+def _spec(data: object) -> ContainerSpec:
     data = _expect(data, dict, "spec")
     command = data.get("command")
     if command is not None:
@@ -68,7 +75,7 @@ def _spec(data: Any) -> ContainerSpec:
     )
 
 
-def record_from_json(data: Any) -> Record:
+def record_from_json(data: object) -> Record:
     """A record as journal.record_to_json wrote it; `Damaged` (or KeyError) when it is not one."""
     data = _expect(data, dict, "record")
     target = data.get("restart_target")  # absent from journals written before it existed, as the next two
@@ -78,19 +85,19 @@ def record_from_json(data: Any) -> Record:
         target = RestartTarget(
             int(_expect(target["request"], int, "restart_target.request")),
             None if target.get("docker_id") is None else _expect(target["docker_id"], str, "restart_target.docker_id"),
-            None if started is None else float(_expect(started, (int, float), "restart_target.started_at")),
+            None if started is None else _number(started, "restart_target.started_at"),
         )
     ended = []
     for run in _expect(data.get("ended_runs") or [], list, "ended_runs"):
         docker_id, started_at = _expect(run, list, "ended_runs[]")
-        ended.append((_expect(docker_id, str, "ended_runs[].id"), None if started_at is None else float(started_at)))
+        ended.append((_expect(docker_id, str, "ended_runs[].id"), None if started_at is None else _number(started_at, "ended_runs[].started")))
     code_revision, code_path = data.get("code_revision"), data.get("code_path")
     return Record(
         id=_expect(data["id"], str, "id"),
         spec=_spec(data["spec"]),
         desired=DesiredState(data["desired"]),
         generation=_expect(data["generation"], int, "generation"),
-        created_at=float(_expect(data["created_at"], (int, float), "created_at")),
+        created_at=_number(data["created_at"], "created_at"),
         code_revision=None if code_revision is None else _expect(code_revision, str, "code_revision"),
         code_path=None if code_path is None else _expect(code_path, str, "code_path"),
         restart_requests=_expect(data.get("restart_requests") or 0, int, "restart_requests"),
