@@ -115,6 +115,16 @@ class RequestPolicy:
         if host_port in self.reserved_ports:
             raise PolicyViolation(f"ports.{container_port}", f"host port {host_port} is the manager's own")
 
+    @staticmethod
+    def ports_free(ports: Mapping[str, int], published: Mapping[int, str]) -> None:
+        """No host port another managed container publishes (`published`: host port -> container id).
+        Docker would create the second container and fail every start of it ("port is already
+        allocated"); refused here, the client learns it once, at once. Ports held outside the manager are
+        not known until Docker tries (reported once per change of cause by the controller)."""
+        for container_port, host_port in ports.items():
+            if host_port in published:
+                raise PolicyViolation(f"ports.{container_port}", f"host port {host_port} is already published by container {published[host_port]}")
+
     def mount_target(self, host: str, inside: str) -> None:
         target = os.path.normpath(inside)
         if target == "/" or _inside(target, LINK_DIR_IN_CONTAINER) or _inside(LINK_DIR_IN_CONTAINER, target):

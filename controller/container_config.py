@@ -15,6 +15,8 @@ DEFAULT_PIDS_LIMIT = 512  # a fork bomb stops here instead of exhausting the hos
 # The only capabilities a container keeps: what images commonly need to start (chown their data, drop to a
 # user, bind a port below 1024, signal their children). Of Docker's default set this drops MKNOD (device
 # nodes), NET_RAW (forged packets on the bridge), AUDIT_WRITE, SETFCAP, SETPCAP and SYS_CHROOT.
+DEFAULT_LOG_MAX_SIZE, DEFAULT_LOG_MAX_FILES = "10m", 3  # Docker's log of a container: 3 files of 10 MB at most
+DEFAULT_DISK_LIMIT = 10 << 30  # bytes of a container's writable layer, where the storage driver can bound it
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE")
 
 
@@ -28,6 +30,12 @@ class ContainerDefaults:
     init: bool = True  # a tiny init as PID 1: reaps zombies, makes SIGTERM stops fast
     memory_limit: int = DEFAULT_MEMORY_LIMIT  # when the request sets none
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    # Docker's json-file log of a container is rotated: at most log_max_files files of log_max_size each
+    # ("" leaves logging to the daemon's configuration). storage_size bounds the writable layer in bytes
+    # (0: none), set only when the engine's storage driver was found to support it (adapters/docker/storage.py).
+    log_max_size: str = DEFAULT_LOG_MAX_SIZE
+    log_max_files: int = DEFAULT_LOG_MAX_FILES
+    storage_size: int = 0
 
 
 def port_key(container_port: str) -> str:
@@ -66,6 +74,13 @@ def docker_create_body(
             "PidsLimit": defaults.pids_limit,
         },
     }
+    if defaults.log_max_size:
+        body["HostConfig"]["LogConfig"] = {
+            "Type": "json-file",
+            "Config": {"max-size": defaults.log_max_size, "max-file": str(defaults.log_max_files)},
+        }
+    if defaults.storage_size:
+        body["HostConfig"]["StorageOpt"] = {"size": str(defaults.storage_size)}
     if spec.command:
         body["Cmd"] = list(spec.command)
     if spec.memory_limit:

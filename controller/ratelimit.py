@@ -8,7 +8,9 @@ its turn (callers queue in order). The caller passes the time, so the bucket
 is pure and each user keeps its own clock.
 
 Users: api.limits (per-client requests: take, refuse when over), the link
-server's frame rate (take, wait) and its reconnection rate (reserve, wait).
+server's frame and byte rates (reserve a frame's cost once it is read, then
+wait until `due` says 0 before reading the next) and its reconnection rate
+(reserve, wait).
 """
 
 from __future__ import annotations
@@ -35,10 +37,16 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / self.rate
 
-    def reserve(self, now: float) -> float:
-        """Spend one token, in debt if need be: the seconds until this reservation's turn (0.0 when at once)."""
+    def reserve(self, now: float, cost: float = 1.0) -> float:
+        """Spend `cost` tokens, in debt if need be: the seconds until this reservation's turn (0.0 when at once)."""
         self.refill(now)
-        self.tokens -= 1
+        self.tokens -= cost
+        return self.due(now)
+
+    def due(self, now: float) -> float:
+        """Seconds until the debt is repaid (0.0 when there is none). Asked again after a wait, it never
+        trusts the wait: a timer that fired early (uvloop rounds to whole milliseconds) leaves the rest."""
+        self.refill(now)
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
     def full(self, now: float) -> bool:

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import replace
 
-from controller.adapters.docker import DockerAdapter, DockerFailure
+from controller.adapters.docker import DockerAdapter, DockerFailure, failure_cause
 from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.code_deploy import CodeDeployer
@@ -186,9 +186,10 @@ class ContainerReconciler:
         if record is not None:
             error = ConvergeError(failure.error_type, failure.message, {**failure.details, "container_id": key}, permanent=failure.permanent)
             self.store.report(key, record.generation, error)
-        signature = (failure.error_type, failure.message)
-        if signature != seen.last_error:
-            seen.last_error = signature
+        # Once per change of cause, not once per retry (the cause leaves out Docker's per-attempt ids).
+        previous = failure_cause(*seen.last_error) if seen.last_error else None
+        seen.last_error = (failure.error_type, failure.message)
+        if failure_cause(*seen.last_error) != previous:
             self.sink.publish(Activity("container_error", key, failure.message, {**failure.details, "error_type": failure.error_type}))
             if not self.store.has_waiters(key):
                 self.sink.publish(ControllerError(failure.error_type, failure.message, {**failure.details, "container_id": key}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -19,7 +20,7 @@ from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
-from controller.adapters.docker import DockerAdapter, describe_host
+from controller.adapters.docker import DockerAdapter, describe_host, storage
 from controller.adapters.links import LinkManager
 from controller.applier import Applier
 from controller.bind_sources import BindGuard
@@ -41,6 +42,7 @@ from flow_manager.config import Settings, default_state_dir
 from flow_manager.security import Security, configure
 from store import DesiredState, MemoryStore
 from store.code import CodeStore
+from store.durability import StateDirError
 from store.journal import Journal
 
 log = logging.getLogger("flow_manager")
@@ -68,10 +70,13 @@ class FlowManager:
             self.store, self.codes = MemoryStore(), CodeStore()
         else:
             state = Path(settings.state_dir or default_state_dir()) / settings.instance
-            state.mkdir(parents=True, exist_ok=True)
-            os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
-            journal = Journal(state)
-            self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
+            try:
+                state.mkdir(parents=True, exist_ok=True)
+                os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
+                journal = Journal(state)
+                self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
+            except OSError as exc:  # read-only, not ours: cli.py says so in one line (rc 2)
+                raise StateDirError(state, exc) from exc
         self.links: LinkManager | None = None
         self.docker: DockerAdapter | None = None
         self.queue: WorkQueue | None = None
@@ -85,6 +90,21 @@ class FlowManager:
     def _bind_sources(self) -> dict[str, str]:
         """Every record's bind sources (real path -> container id), for the check before each start."""
         return {real: record.id for record in self.store.records() for real in record.spec.volumes}
+
+    async def _writable_layer_bound(self) -> int:
+        """--container-disk-limit where the engine can enforce it, else 0 (said once, at start)."""
+        s = self.settings
+        if not s.container_disk_limit or self.docker is None:
+            return 0
+        try:
+            bound = await asyncio.wait_for(storage.probe(self.docker.docker, s.flow_image, s.container_disk_limit), 15)
+        except TimeoutError:
+            bound = storage.LayerBound(False, "the engine did not answer within 15 s")
+        if bound.enforced:
+            log.info("writable layer of each container bounded to %d bytes (%s)", s.container_disk_limit, bound.why)
+        else:
+            log.warning("writable layers are NOT bounded: %s (see README, Limitations)", bound.why)
+        return s.container_disk_limit if bound.enforced else 0
 
     async def startup(self) -> None:
         """Every long-lived object, built once, in an order that needs no wiring after construction: the
@@ -105,6 +125,7 @@ class FlowManager:
             max_frame=s.max_frame_bytes,
             send_timeout=s.send_timeout,
             rate_limit=s.link_rate_limit,
+            byte_rate_limit=s.link_byte_rate_limit,
             ping_interval=s.link_ping_interval,
             ping_timeout=s.link_ping_timeout,
             wake=queue.add,
@@ -119,6 +140,9 @@ class FlowManager:
                 stop_timeout=s.stop_timeout,
                 memory_limit=s.default_memory_limit,
                 pids_limit=s.default_pids_limit,
+                log_max_size=s.container_log_max_size,
+                log_max_files=s.container_log_max_files,
+                storage_size=await self._writable_layer_bound(),
             ),
             self.links,
             deployer,

@@ -74,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from flow_manager.app import create_app
+    from store.durability import StateDirError
 
+    try:
+        app = create_app(settings, security)
+    except StateDirError as exc:  # read-only or not ours: a clear line, not a traceback
+        print(f"flow-manager: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(settings, security),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -6,8 +6,15 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 
+from controller.adapters.links.link import DEFAULT_BYTE_RATE
 from controller.adapters.links.setup import DEFAULT_SOCKET_DIR
-from controller.container_config import DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT
+from controller.container_config import (
+    DEFAULT_DISK_LIMIT,
+    DEFAULT_LOG_MAX_FILES,
+    DEFAULT_LOG_MAX_SIZE,
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_PIDS_LIMIT,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Settings:
     max_frame_bytes: int = 1 << 20
     send_timeout: float = 5.0
     link_rate_limit: float = 2000.0
+    link_byte_rate_limit: float = float(DEFAULT_BYTE_RATE)
     link_ping_interval: float = 5.0
     link_ping_timeout: float = 15.0
     orphan_grace: float = 60.0
@@ -55,6 +63,9 @@ class Settings:
     max_memory_limit: int = 4 << 30
     default_pids_limit: int = DEFAULT_PIDS_LIMIT
     max_pids_limit: int = 4096
+    container_log_max_size: str = DEFAULT_LOG_MAX_SIZE
+    container_log_max_files: int = DEFAULT_LOG_MAX_FILES
+    container_disk_limit: int = DEFAULT_DISK_LIMIT
     max_containers: int = 100
     max_request_bytes: int = 2 << 20
     client_rate_limit: float = 200.0
@@ -83,7 +94,8 @@ HELP = {
     "socket_host_dir": "the socket directory as the Docker engine sees it, when it differs (sidecars)",
     "max_frame_bytes": "largest link frame accepted or sent; a larger one resets the link",
     "send_timeout": "seconds send_message waits for the container to take a message",
-    "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped)",
+    "link_rate_limit": "messages per second one container may send; more wait in its socket (none are dropped); 0 disables",
+    "link_byte_rate_limit": "bytes per second one container may send (also its burst: the link's byte budget); 0 disables",
     "link_ping_interval": "seconds between liveness pings on every connected link (0 turns them off)",
     "link_ping_timeout": "seconds without a pong (or without the link) before a running container is unhealthy",
     "orphan_grace": "seconds a container labelled for this instance but without a record is kept before removal",
@@ -104,6 +116,9 @@ HELP = {
     "max_memory_limit": "largest memory_limit a request may ask for, in bytes",
     "default_pids_limit": "pids limit of a container whose request sets none",
     "max_pids_limit": "largest pids_limit a request may ask for",
+    "container_log_max_size": "Docker's json-file log of a container rotates at this size (e.g. 10m); '' leaves logging to the daemon",
+    "container_log_max_files": "rotated log files kept per container",
+    "container_disk_limit": "bytes a container's writable layer may hold, where the storage driver can bound it (0: none)",
     "max_containers": "containers this manager manages at most; create_container beyond answers system_error",
     "max_request_bytes": "largest Socket.IO request; a larger one answers validation_error",
     "client_rate_limit": "requests per second one client may send (sustained); 0 disables",

@@ -32,6 +32,20 @@ def describe(exc: BaseException) -> tuple[str, str, str | None]:
     return "journal_error", f"{type(exc).__name__}: {exc}", None
 
 
+class StateDirError(Exception):
+    """The state directory cannot be created, read or written at start: the manager does not start."""
+
+    REFUSING = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+    def __init__(self, path: object, exc: OSError) -> None:
+        super().__init__(f"state directory {path} cannot be used: {exc.strerror or exc}")
+
+    @classmethod
+    def refuses_writes(cls, exc: OSError) -> bool:
+        """Read-only or not ours, as opposed to full (ENOSPC: the manager starts and reports it)."""
+        return exc.errno in cls.REFUSING
+
+
 class JournalHealth:
     """Is the state directory taking writes? Logged once per change of the answer, never per retry."""
 

@@ -22,12 +22,16 @@ import contextlib
 import json
 import logging
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from store.durability import JournalHealth, NotDurable
-from store.records import ContainerSpec, DesiredState, Record, RestartTarget
+from store.durability import JournalHealth, NotDurable, StateDirError
+from store.journal_replay import Skipped, record_from_json, replay
+from store.records import Record
+
+__all__ = ["FORMAT", "Journal", "Skipped", "record_from_json", "record_to_json"]
 
 log = logging.getLogger("flow_manager.journal")
 FORMAT = 1
@@ -42,24 +46,6 @@ def record_to_json(record: Record) -> dict[str, Any]:
     return data
 
 
-def record_from_json(data: dict[str, Any]) -> Record:
-    spec = dict(data["spec"])
-    spec["command"] = tuple(spec["command"]) if spec.get("command") else None
-    target = data.get("restart_target")  # absent from journals written before it existed, as the next two
-    return Record(
-        id=data["id"],
-        spec=ContainerSpec(**spec),
-        desired=DesiredState(data["desired"]),
-        generation=int(data["generation"]),
-        created_at=float(data["created_at"]),
-        code_revision=data.get("code_revision"),
-        code_path=data.get("code_path"),
-        restart_requests=int(data.get("restart_requests") or 0),
-        restart_target=RestartTarget(int(target["request"]), target.get("docker_id"), target.get("started_at")) if target else None,
-        ended_runs=tuple((str(docker_id), started_at) for docker_id, started_at in data.get("ended_runs") or ()),
-    )
-
-
 class Journal:
     def __init__(self, directory: str | Path, compact_every: int = 2000, retry_interval: float = 1.0) -> None:
         self.directory = Path(directory)
@@ -72,6 +58,7 @@ class Journal:
         self._processed = 0
         self._size = 0  # end of the last line known to be on disk: the next append starts here
         self._lines_since_compaction = 0
+        self.skipped: list[Skipped] = []  # damaged lines the last load skipped
         self._changed = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -82,32 +69,47 @@ class Journal:
 
     # -- start-up (before the event loop serves anyone) ---------------------------
     def load(self) -> list[Record]:
-        if not self.directory.exists():
-            self.directory.mkdir(parents=True)
-            _fsync_directory(self.directory.parent)  # the new directory's entry is durable too
-        records: dict[str, Record] = {}
-        data = self.path.read_bytes() if self.path.exists() else b""
-        complete = data.rfind(b"\n") + 1  # bytes after the last newline are a torn write
+        """Replay and compact. Damaged lines are skipped (`self.skipped`), their file kept aside for the
+        operator; a directory that refuses writes (read-only, no permission) is `StateDirError`: the
+        manager would accept no change of intent, so it does not start. A full disk still starts."""
+        try:
+            if not self.directory.exists():
+                self.directory.mkdir(parents=True)
+                _fsync_directory(self.directory.parent)  # the new directory's entry is durable too
+            data = self.path.read_bytes() if self.path.exists() else b""
+        except OSError as exc:
+            raise StateDirError(self.directory, exc) from exc
+        replayed = replay(data)
+        records, complete, self.skipped = replayed.records, replayed.complete, replayed.skipped
         if complete < len(data):
             log.warning("journal: torn last line of %d bytes ignored", len(data) - complete)
-        for number, line in enumerate(data[:complete].splitlines(), 1):
-            try:
-                entry = json.loads(line)
-                if entry.get("op") == "put":
-                    records[entry["record"]["id"]] = record_from_json(entry["record"])
-                elif entry.get("op") == "remove":
-                    records.pop(entry["id"], None)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                log.warning("journal line %d ignored: %s", number, exc)
+        if self.skipped:
+            self._keep_damaged(data)
         try:
             self._write_snapshot(list(records.values()))
         except OSError as exc:  # a full disk at start: keep the file as it is, cut the torn tail off
+            if StateDirError.refuses_writes(exc):
+                raise StateDirError(self.directory, exc) from exc
             self.health.failed(exc)
             self._size = complete
             if complete < len(data):
                 with contextlib.suppress(OSError):  # read-only: the next append fails and says so anyway
                     os.truncate(self.path, complete)
         return list(records.values())
+
+    def _keep_damaged(self, data: bytes) -> None:
+        """Say what was skipped (count, offsets) and keep the file as it was: compaction drops those lines."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        with contextlib.suppress(OSError):  # a full disk: the log line below is the report
+            aside.write_bytes(data)
+            os.chmod(aside, 0o600)
+        first = ", ".join(f"byte {s.offset} ({s.reason})" for s in self.skipped[:5])
+        log.error(
+            "journal: %d damaged record(s) skipped, the rest kept; the file as it was is %s; first: %s",
+            len(self.skipped),
+            aside,
+            first,
+        )
 
     def _write_snapshot(self, records: list[Record]) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -96,11 +96,17 @@ class LifecycleHandlers(HandlerBase):
         container may still run."""
         return {real: record.id for record in self.store.records() for real in record.spec.volumes}
 
+    def _published(self) -> dict[int, str]:
+        """Every host port a managed container publishes (-> its id): intents not yet on disk and
+        tombstones too (a container being deleted may still hold its ports)."""
+        return {port: record.id for record in (*self.store.records(), *self.store.intents()) for port in record.spec.ports.values()}
+
     async def create(self, request: CreateContainer) -> dict[str, Any]:
         if request.volumes or request.code_path:  # resolving host paths touches the filesystem
             admitted = await asyncio.to_thread(self.policy.admit_create, request, self._bind_sources())
         else:
             admitted = self.policy.admit_create(request)  # nothing is written unless every rule passes
+        self.policy.ports_free(request.ports, self._published())
         self._room_for_one_more()
         code = await self._snapshot(admitted.code_path) if admitted.code_path else None
         container_id = new_container_id()
@@ -117,6 +123,7 @@ class LifecycleHandlers(HandlerBase):
         try:
             self._room_for_one_more()  # again: others may have created while the code was read
             self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
+            self.policy.ports_free(request.ports, self._published())  # and their ports
             record = self.store.create(
                 spec, DesiredState.CREATED, container_id=container_id, code_path=request.code_path, code_revision=code.revision if code else None
             )

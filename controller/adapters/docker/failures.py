@@ -7,6 +7,7 @@ spec, name conflict) fail at once so they never become a retry storm.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiodocker
@@ -33,6 +34,16 @@ class DockerFailure(Exception):
         self.error_type, self.message, self.operation = error_type, message, operation
         self.status, self.permanent = status, permanent
         self.details = {"operation": operation, **({"docker_status": status} if status else {}), **(details or {})}
+
+
+_VOLATILE_ID = re.compile(r"\b[0-9a-f]{12,64}\b")  # endpoint, network, container and exec ids in Docker's messages
+
+
+def failure_cause(error_type: str, message: str) -> tuple[str, str]:
+    """What a failure is about, for telling a repeat from a new failure: Docker's messages carry ids
+    that change with every attempt (a new endpoint for each start that fails to bind a port), so a
+    raw comparison would report every retry as news."""
+    return error_type, _VOLATILE_ID.sub("<id>", message)
 
 
 def _docker_message(exc: aiodocker.DockerError) -> str:

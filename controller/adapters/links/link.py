@@ -1,8 +1,13 @@
 """One container's link: its state, and the limits that keep its misbehaviour on its own link.
 
-Frames are rate-limited (a token bucket holding one second's worth), and a
-link stops being read while too many of its messages (by count or bytes) wait
-for clients; reconnections are rate-limited too (reserving: each connection
+Frames are rate-limited in messages and in bytes (two token buckets, each
+holding one second's worth: the link's byte budget). A frame is charged once
+it is read (its size is known then), in debt if it is larger than what is
+left, and the link is not read again until both debts are repaid; the wait is
+re-checked after every timer, so a timer that fires early (uvloop rounds to
+whole milliseconds, below one to zero) only waits again. A link also stops
+being read while too many of its messages (by count or bytes) wait for
+clients; reconnections are rate-limited too (reserving: each connection
 waits its turn), so a reset loop cannot flood clients with events.
 """
 
@@ -21,6 +26,8 @@ IN_FLIGHT_BYTES = 4 << 20  # the same in bytes: a flood of large frames queues l
 # would otherwise turn every reconnection into events for all clients and a reconcile of itself.
 CONNECT_RATE, CONNECT_BURST = 2.0, 10  # connections per second one link accepts, and bursts of
 MAX_CONNECTIONS = 4  # connections of one link open at once (waiting their turn or served); more are closed
+DEFAULT_BYTE_RATE = 4 << 20  # bytes per second one container may send (--link-byte-rate-limit)
+MIN_WAIT = 0.002  # shortest pause between frames of a link over its rate: shorter timers fire at once on uvloop
 
 
 class LinkFailure(Exception):
@@ -31,6 +38,11 @@ class LinkFailure(Exception):
 
 def _connect_bucket() -> TokenBucket:
     return TokenBucket(CONNECT_RATE, CONNECT_BURST, updated=time.monotonic())
+
+
+def _unset_bucket() -> TokenBucket:
+    """The rate is the manager's, set at each charge; the first charge finds the bucket full."""
+    return TokenBucket(0.0, 0.0, updated=0.0)
 
 
 @dataclass
@@ -47,8 +59,8 @@ class Link:
     in_flight: int = 0
     in_flight_bytes: int = 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
-    # Frames: the rate is the manager's, given at each call; the first call finds the bucket full.
-    frames: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 0.0, tokens=0.0, updated=0.0))
+    frames: TokenBucket = field(default_factory=_unset_bucket)  # messages a second the container sends
+    frame_bytes: TokenBucket = field(default_factory=_unset_bucket)  # and bytes a second
     ever_connected: bool = False
     ping_seq: int = 0
     waiting_since: float | None = None  # oldest unanswered flow.ping
@@ -59,10 +71,27 @@ class Link:
     connections: int = 0
     connects: TokenBucket = field(default_factory=_connect_bucket)
 
-    def wait_for_token(self, rate: float) -> float:
-        """Token bucket (burst = one second's worth): seconds to wait before the next frame."""
-        self.frames.rate = self.frames.burst = rate
-        return self.frames.take(time.monotonic())
+    def charge(self, size: int, rate: float, byte_rate: float) -> None:
+        """A frame of `size` bytes was read: spend one message and its bytes (0 rates are unlimited)."""
+        now = time.monotonic()
+        for bucket, limit, cost in ((self.frames, rate, 1.0), (self.frame_bytes, byte_rate, float(size))):
+            if limit <= 0:
+                continue
+            if bucket.rate != limit:  # first charge (full bucket) or a new limit: burst = one second's worth
+                bucket.refill(now)
+                bucket.tokens = min(limit, bucket.tokens) if bucket.rate else limit
+                bucket.rate = bucket.burst = limit
+            bucket.reserve(now, cost)
+
+    def due(self) -> float:
+        """Seconds until both debts are repaid: the link's next frame is not read before."""
+        now = time.monotonic()
+        return max((b.due(now) for b in (self.frames, self.frame_bytes) if b.rate > 0), default=0.0)
+
+    async def paced(self) -> None:
+        """Wait until the link may read again, asking again after every timer (which may fire early)."""
+        while (delay := self.due()) > 0:
+            await asyncio.sleep(max(delay, MIN_WAIT))
 
     def wait_for_connect_slot(self) -> float:
         """Token bucket for new connections, reserving: seconds this connection waits before it is served."""

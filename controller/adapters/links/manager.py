@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.adapters.links import handshake, liveness, server, setup, wire
-from controller.adapters.links.link import Link
+from controller.adapters.links.link import DEFAULT_BYTE_RATE, Link
 from controller.events import EventSink
 from controller.health import LinkProbe
 from flow_runtime.framing import DEFAULT_MAX_FRAME
@@ -37,6 +37,7 @@ class LinkManager:
         max_frame: int = DEFAULT_MAX_FRAME,
         send_timeout: float = 5.0,
         rate_limit: float = 2000.0,
+        byte_rate_limit: float = DEFAULT_BYTE_RATE,
         ping_interval: float = 5.0,
         ping_timeout: float = 15.0,
         wake: Callable[[str], None] = lambda key: None,
@@ -47,6 +48,7 @@ class LinkManager:
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         self.rate_limit = rate_limit  # messages per second one container may send; excess waits in its socket
+        self.byte_rate_limit = byte_rate_limit  # and bytes per second (0: either is unlimited)
         self.wake = wake  # tells the reconciler a link came or went (code revisions and health are checked then)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.links: dict[str, Link] = {}

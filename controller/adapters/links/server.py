@@ -3,7 +3,7 @@
 The newest connection wins (a restarted runtime). Frames are read with
 flow_runtime.framing's reader, the one the runtime uses. A bad or oversized
 frame resets that link only; reading waits while the link's messages queue
-for clients (back-pressure) and while its frame rate is spent.
+for clients (back-pressure) and while its frame or byte rate is in debt.
 """
 
 from __future__ import annotations
@@ -55,12 +55,11 @@ async def take_over(manager: LinkManager, link: Link, reader: asyncio.StreamRead
             while link.busy():  # backpressure: a flood slows only its own link
                 link.drained.clear()
                 await link.drained.wait()
-            delay = link.wait_for_token(manager.rate_limit)
-            if delay:
-                await asyncio.sleep(delay)
+            await link.paced()  # the frame and byte rates: debts of frames already read are repaid first
             frame = await read_sized_frame(reader, manager.max_frame)
             if frame is None:
                 break
+            link.charge(frame[1], manager.rate_limit, manager.byte_rate_limit)
             received(manager, link, *frame)
     except FrameError as exc:
         log.warning("link of %s reset: %s", link.container_id, exc)
