@@ -158,3 +158,16 @@ async def test_get_metrics_extension(client):
     assert "list_containers" not in after_reset["requests"], "reset started new handler-time windows"
     refused = await client.call("get_metrics", {"reset": "yes"})
     assert refused["error_type"] == "validation_error" and refused["details"]["field"] == "reset"
+
+
+async def test_a_stop_right_after_the_start_ends_the_runtime_with_exit_code_0(client: Client, docker: aiodocker.Docker):
+    """docs/runtime.md: the runtime exits 0 on SIGTERM, also one that arrives while it is still starting
+    (Python importing asyncio takes 0.2 s in the image): its handler is the first thing it installs."""
+    for attempt in range(3):
+        created = await client.call("create_container", {"image": "flow:latest", "name": unique_name(f"sigterm{attempt}")})
+        cid = created["container_id"]
+        await client.call("start_container", {"container_id": cid})
+        await client.call("stop_container", {"container_id": cid})
+        state = (await docker.containers.container(created["docker_id"]).show())["State"]
+        assert (state["ExitCode"], state["Status"]) == (0, "exited"), (attempt, state)
+        await client.call("delete_container", {"container_id": cid})
