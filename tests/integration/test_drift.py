@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import aiodocker
+import pytest
 
 from controller import labels
 from tests.integration.harness import Client, Server, expect_quiet, record_timing, transitions, unique_name, wait_until
@@ -127,8 +128,26 @@ async def test_an_orphan_is_reported_then_removed_after_the_grace_period(server:
     found = await client.wait_for("activity_log", orphan_id, lambda a: a["details"].get("reason") == "orphan", timeout=15)
     assert found["activity_type"] == "container_error" and found["details"]["names"] == [name]
     assert (await container.show())["State"]["Running"], "kept during the grace period"
-    removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted", timeout=15)
-    assert removed["details"] == {"reason": "orphan", "name": name, "docker_id": container.id, "image": "flow:latest"}
+    # A client that connects after the report (at start-up nobody is connected) still finds it, in get_metrics.
+    later = await Client().connect(server.url)
+    try:
+        pending = [o for o in (await later.call("get_metrics", {}))["orphans"] if o["container_id"] == orphan_id]
+        assert pending == [
+            {
+                "container_id": orphan_id,
+                "names": [name],
+                "docker_ids": [container.id],
+                "found_at": pytest.approx(found["details"]["remove_at"] - 3),  # the test server's --orphan-grace
+                "remove_at": found["details"]["remove_at"],
+                "removed_at": None,
+            }
+        ], pending
+        removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted", timeout=15)
+        assert removed["details"] == {"reason": "orphan", "name": name, "docker_id": container.id, "image": "flow:latest"}
+        gone = [o for o in (await later.call("get_metrics", {}))["orphans"] if o["container_id"] == orphan_id]
+        assert len(gone) == 1 and gone[0]["removed_at"] >= gone[0]["remove_at"], gone
+    finally:
+        await later.close()
     try:
         await container.show()
         raise AssertionError("the orphan is still there")
