@@ -50,6 +50,26 @@ async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(c
     await client.call("delete_container", {"container_id": cid})
 
 
+async def test_docker_pause_behind_the_back_is_undone_at_once(client: Client, docker: aiodocker.Docker):
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("dpause")})
+    cid = created["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    await wait_link(client, cid, True)
+    paused_at = asyncio.get_running_loop().time()
+    await docker.containers.container(created["docker_id"]).pause()
+    unpaused = await client.wait_for(
+        "activity_log", cid, lambda a: a["activity_type"] == "container_started" and a["details"].get("reason") == "desired running", count=2
+    )
+    assert unpaused["message"].endswith(" unpaused"), unpaused
+    await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("paused", "running"))
+    record_timing("docker pause behind the back -> running again", asyncio.get_running_loop().time() - paused_at)
+    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1, container_id=cid, what="unpaused once, no crash")
+    assert transitions(client, cid) == [("created", "running"), ("running", "paused"), ("paused", "running")]
+    status = await client.call("get_container_status", {"container_id": cid})
+    assert status["state"] == "running" and status["docker_id"] == created["docker_id"] and not client.of("container_crashed", cid)
+    await client.call("delete_container", {"container_id": cid})
+
+
 async def test_a_container_started_behind_the_back_is_stopped_again(client: Client, docker: aiodocker.Docker):
     created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("dkill")})
     cid = created["container_id"]
