@@ -106,6 +106,10 @@ def plan(
             actions.append(Action(Act.REPLACE, primary.docker_id, "spec changed"))
         if record.code_revision is not None:
             actions.append(Action(Act.DEPLOY, reason="initial code"))
+        if wants_running and restart_not_before is not None and now < restart_not_before:
+            # Removed (or found changed) during a crash back-off: made again at once, started at the deadline, as
+            # kubelet does; the back-off belongs to the managed container, whichever Docker container it is.
+            return Plan(actions=tuple(actions), requeue_after=restart_not_before - now, waiting_reason="CrashLoopBackOff")
         if wants_running:
             actions.append(Action(Act.START, reason="desired running"))
         return Plan(actions=tuple(actions))

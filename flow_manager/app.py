@@ -82,6 +82,7 @@ class FlowManager:
         self.queue: WorkQueue | None = None
         self.loop: Loop | None = None
         self.status_loop: StatusLoop | None = None
+        self.orphans: Orphans | None = None
         self.broadcaster: Broadcaster | None = None
         self.logs: ContainerLogs | None = None
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
@@ -159,6 +160,7 @@ class FlowManager:
             links=self.links,
             backoff=RestartBackoff(s.restart_backoff_initial, s.restart_backoff_max, s.restart_backoff_reset),
         )
+        orphans = self.orphans = Orphans(self.docker, self.broadcaster, s.orphan_grace)
         reconciler = ContainerReconciler(
             self.store,
             self.docker,
@@ -168,7 +170,7 @@ class FlowManager:
             view=view,
             memory=memory,
             diffs=diffs,
-            orphans=Orphans(self.docker, self.broadcaster, s.orphan_grace),
+            orphans=orphans,
             links=self.links,
             deployer=deployer,
         )
@@ -252,6 +254,8 @@ class FlowManager:
             "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
             # whether intent can be made durable; null with --store memory
             "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None,
+            # the orphan reports, also for clients that were not connected when they were made (start-up)
+            "orphans": self.orphans.reports() if self.orphans is not None else [],
         }
 
     def _rounds(self) -> list[dict[str, object]]:

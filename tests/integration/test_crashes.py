@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiodocker
 
-from tests.integration.harness import Client, expect_quiet, record_timing, unique_name, wait_until
+from tests.integration.harness import Client, Server, expect_quiet, record_timing, unique_name, wait_until
 
 BANNER = "flow runtime started"
 SLACK = 5.0  # seconds beyond a back-off for Docker to start the container again and it to crash
@@ -108,3 +109,36 @@ async def test_out_of_memory_is_reported_as_such(client: Client):
     assert crash["exit_code"] == 137
     await client.call("stop_container", {"container_id": cid})
     await client.call("delete_container", {"container_id": cid})
+
+
+async def test_a_container_removed_during_a_back_off_is_recreated_at_once_and_started_at_its_deadline(docker: aiodocker.Docker, tmp_path: Path):
+    """The back-off belongs to the managed container: `docker rm -f` during it does not skip it (kubelet)."""
+    server = Server(tmp_path, "--restart-backoff-initial", "4", "--restart-backoff-max", "4")
+    server.start()
+    client = await Client().connect(server.url)
+    try:
+        crashing = ["python3", "-c", "import sys; sys.exit(3)"]
+        cid = (await client.call("create_container", {"image": "flow:latest", "name": unique_name("rmbo"), "command": crashing}))["container_id"]
+        await client.call("start_container", {"container_id": cid})
+        second = await client.wait_for("container_crashed", cid, count=2, timeout=30)
+        assert second["crash_details"]["restart_in"] == 4.0
+        deadline = second["timestamp"] + 4.0
+        waiting = await client.call("get_container_status", {"container_id": cid})
+        assert waiting["waiting_reason"] == "CrashLoopBackOff", waiting
+        await docker.containers.container(waiting["docker_id"]).delete(force=True)
+        created = await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("deleted", "created"), timeout=15)
+        assert created["timestamp"] < deadline, "recreated at once, not at the deadline"
+        status = await client.call("get_container_status", {"container_id": cid})
+        assert (status["state"], status["waiting_reason"]) == ("created", "CrashLoopBackOff"), status
+        assert status["docker_id"] != waiting["docker_id"]
+        started = await client.wait_for(
+            "status_changed",
+            cid,
+            lambda e: (e["old_state"], e["new_state"]) == ("created", "running") and e["timestamp"] >= created["timestamp"],
+            timeout=15,
+        )
+        assert started["timestamp"] >= deadline - 0.01, (started["timestamp"], deadline)
+        await client.call("delete_container", {"container_id": cid})
+    finally:
+        await client.close()
+        server.stop()

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import aiodocker
+import pytest
 
 from controller import labels
 from tests.integration.harness import Client, Server, expect_quiet, record_timing, transitions, unique_name, wait_until
@@ -46,6 +47,26 @@ async def test_docker_stop_behind_the_back_is_converged_back_and_reported_once(c
     assert [a["details"]["reason"] for a in starts] == ["desired running", "desired running"]
     status = await client.call("get_container_status", {"container_id": cid})
     assert status["state"] == "running" and status["docker_id"] == created["docker_id"], "restarted in place"
+    await client.call("delete_container", {"container_id": cid})
+
+
+async def test_docker_pause_behind_the_back_is_undone_at_once(client: Client, docker: aiodocker.Docker):
+    created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("dpause")})
+    cid = created["container_id"]
+    await client.call("start_container", {"container_id": cid})
+    await wait_link(client, cid, True)
+    paused_at = asyncio.get_running_loop().time()
+    await docker.containers.container(created["docker_id"]).pause()
+    unpaused = await client.wait_for(
+        "activity_log", cid, lambda a: a["activity_type"] == "container_started" and a["details"].get("reason") == "desired running", count=2
+    )
+    assert unpaused["message"].endswith(" unpaused"), unpaused
+    await client.wait_for("status_changed", cid, lambda e: (e["old_state"], e["new_state"]) == ("paused", "running"))
+    record_timing("docker pause behind the back -> running again", asyncio.get_running_loop().time() - paused_at)
+    await expect_quiet(client, {"status_changed": None, "container_crashed": None}, 1, container_id=cid, what="unpaused once, no crash")
+    assert transitions(client, cid) == [("created", "running"), ("running", "paused"), ("paused", "running")]
+    status = await client.call("get_container_status", {"container_id": cid})
+    assert status["state"] == "running" and status["docker_id"] == created["docker_id"] and not client.of("container_crashed", cid)
     await client.call("delete_container", {"container_id": cid})
 
 
@@ -127,8 +148,26 @@ async def test_an_orphan_is_reported_then_removed_after_the_grace_period(server:
     found = await client.wait_for("activity_log", orphan_id, lambda a: a["details"].get("reason") == "orphan", timeout=15)
     assert found["activity_type"] == "container_error" and found["details"]["names"] == [name]
     assert (await container.show())["State"]["Running"], "kept during the grace period"
-    removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted", timeout=15)
-    assert removed["details"] == {"reason": "orphan", "name": name, "docker_id": container.id, "image": "flow:latest"}
+    # A client that connects after the report (at start-up nobody is connected) still finds it, in get_metrics.
+    later = await Client().connect(server.url)
+    try:
+        pending = [o for o in (await later.call("get_metrics", {}))["orphans"] if o["container_id"] == orphan_id]
+        assert pending == [
+            {
+                "container_id": orphan_id,
+                "names": [name],
+                "docker_ids": [container.id],
+                "found_at": pytest.approx(found["details"]["remove_at"] - 3),  # the test server's --orphan-grace
+                "remove_at": found["details"]["remove_at"],
+                "removed_at": None,
+            }
+        ], pending
+        removed = await client.wait_for("activity_log", orphan_id, lambda a: a["activity_type"] == "container_deleted", timeout=15)
+        assert removed["details"] == {"reason": "orphan", "name": name, "docker_id": container.id, "image": "flow:latest"}
+        gone = [o for o in (await later.call("get_metrics", {}))["orphans"] if o["container_id"] == orphan_id]
+        assert len(gone) == 1 and gone[0]["removed_at"] >= gone[0]["remove_at"], gone
+    finally:
+        await later.close()
     try:
         await container.show()
         raise AssertionError("the orphan is still there")

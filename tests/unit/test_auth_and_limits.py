@@ -129,6 +129,15 @@ def test_rate_limit_allows_a_burst_then_the_sustained_rate():
     assert RateLimiter(rate=0, burst=1).take("x") == 0.0  # disabled
 
 
+def test_the_burst_is_the_whole_allowance_at_once_not_extra_on_top_of_the_rate():
+    """README, --client-rate-burst: rate 5, burst 5, twelve requests at once: five go through, not ten."""
+    clock = Clock()
+    limiter = RateLimiter(rate=5, burst=5, clock=clock)
+    assert sum(limiter.take("a") == 0.0 for _ in range(12)) == 5
+    clock.now += 1.0  # one second refills the rate, never more than the burst
+    assert sum(limiter.take("a") == 0.0 for _ in range(12)) == 5
+
+
 def test_buckets_of_clients_never_forgotten_are_pruned_once_refilled_and_only_then():
     clock = Clock()
     limiter = RateLimiter(rate=1, burst=5, clock=clock)  # a spent token is back after 1 s, all five after 5 s

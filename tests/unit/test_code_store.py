@@ -200,7 +200,7 @@ def test_an_archive_of_an_earlier_version_is_converted_at_start(tmp_path: Path):
 
 
 def test_the_runtime_loads_a_whole_new_tree_and_forgets_the_old_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from flow_runtime.__main__ import UserCode
+    from flow_runtime.runtime import UserCode
 
     revisions = tmp_path / "revisions"
     for name, value in (("a", "one"), ("b", "two")):

@@ -155,6 +155,19 @@ def test_crash_back_off_holds_the_start_and_says_when_to_look_again():
     assert acts(plan(record(DesiredState.RUNNING), [observed("exited")], now=105.0, restart_not_before=104.0)) == [(Act.START, "d1")]
 
 
+def test_a_container_removed_during_a_back_off_is_created_at_once_but_started_at_its_deadline():
+    """As kubelet: a pod sandbox gone during CrashLoopBackOff is recreated, its container waits."""
+    during = plan(record(DesiredState.RUNNING), [], now=100.0, restart_not_before=104.0)
+    assert acts(during) == [(Act.CREATE, None)]
+    assert during.requeue_after == pytest.approx(4.0) and during.waiting_reason == "CrashLoopBackOff"
+    replaced = plan(record(DesiredState.RUNNING), [observed("exited", spec_hash="old")], now=100.0, restart_not_before=104.0)
+    assert acts(replaced) == [(Act.REPLACE, "d1")] and replaced.waiting_reason == "CrashLoopBackOff"
+    after = plan(record(DesiredState.RUNNING), [], now=105.0, restart_not_before=104.0)
+    assert acts(after) == [(Act.CREATE, None), (Act.START, None)] and after.requeue_after is None
+    created = plan(record(DesiredState.RUNNING), [observed("created", started=None)], now=105.0, restart_not_before=104.0)
+    assert acts(created) == [(Act.START, "d1")], "the created container is started once the deadline passed"
+
+
 def test_unknown_containers_are_left_alone():
     assert plan(None, [observed()], now=0).idle
 

@@ -3,7 +3,9 @@
 `<socket-dir>/.links/<id>/link.sock` is the container's socket; only its
 directory is mounted into the container (read-only, at /run/flow), so a
 container never sees another container's link. `<socket-dir>/<name>.sock` is
-a symlink to it for processes on the host.
+a symlink to it (the API's `socket_path`): still the container's end, so a host
+process that connects there impersonates the container; `.links` (0700, the
+manager's user) is what keeps other users out.
 
 The manager never follows a path inside a link directory: a socket is bound
 and given its mode in `.links`, which only the manager can write, and renamed
@@ -29,7 +31,7 @@ SOCKET_MODE = 0o666  # the container's user may not be root
 
 
 def public_socket_path(socket_dir: str | Path, name: str) -> str:
-    """`<socket-dir>/<name>.sock`: where processes on the host reach a container's link (a symlink)."""
+    """`<socket-dir>/<name>.sock`: a symlink to the container's end of its link (connecting there impersonates it)."""
     return f"{str(socket_dir).rstrip('/')}/{name}.sock"
 
 
