@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Collection, TypeVar
+from typing import Any, AsyncIterator, Callable, Collection, Self, TypeVar
 
 import socketio
 
@@ -83,7 +83,7 @@ class FlowClient:
         self.sio.on("*", self._on_event)
 
     # -- connection --------------------------------------------------------------------------------
-    async def connect(self) -> "FlowClient":
+    async def connect(self) -> Self:
         try:
             await self.sio.connect(self.url, transports=["websocket"], auth={"token": self.token} if self.token else None, wait_timeout=10)
         except socketio.exceptions.ConnectionError as exc:
@@ -93,7 +93,7 @@ class FlowClient:
     async def close(self) -> None:
         await self.sio.disconnect()
 
-    async def __aenter__(self) -> "FlowClient":
+    async def __aenter__(self) -> Self:
         return await self.connect()
 
     async def __aexit__(self, *exc: object) -> None:
