@@ -132,9 +132,13 @@ class Client:
         # (event, container_id or None) -> payloads: lookups stay cheap while a container floods
         self._index: dict[tuple[str, str | None], list[Any]] = {}
         self._changed = asyncio.Event()
-        self.fm.listen(self._record)
+        self.fm.listen(self._keep)
 
-    def _record(self, event: str, data: Any = None) -> None:
+    async def _record(self, event: str, data: Any = None) -> None:
+        """Feed one event to the record (unit tests of the helpers use it without a connection)."""
+        self._keep(event, data)
+
+    def _keep(self, event: str, data: Any) -> None:
         self.events.append((event, data))
         self._index.setdefault((event, None), []).append(data)
         if isinstance(data, dict) and isinstance(data.get("container_id"), str):
