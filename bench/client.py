@@ -1,7 +1,10 @@
-"""A lean Socket.IO client for measuring: only the events a phase needs, handled synchronously.
+"""The bench's client: the shared FlowClient plus the two measurements it takes from the event stream.
 
-The test harness's client records every event (a catch-all handler); here
-that would cost client CPU per broadcast and show up as manager latency.
+Requests go through flow_manager.client.FlowClient, the client users are given, so the bench measures
+what a user of the manager sees (typed answers, FlowError on failure). Events are read with the
+client's unparsed listener, not its event iterator: a model per broadcast would cost client CPU and show
+up as manager latency. The bare Socket.IO baselines (bench/transport_baselines.py, the churn phase's
+echo probe) stay on raw python-socketio: they measure the transport alone.
 """
 
 from __future__ import annotations
@@ -10,62 +13,47 @@ import asyncio
 import time
 from typing import Any
 
-import socketio
+from flow_manager.client import FlowClient
 
 
-class RequestFailed(Exception):
-    def __init__(self, event: str, payload: dict[str, Any]) -> None:
-        super().__init__(f"{event}: {payload.get('error_type')}: {payload.get('message')}")
-        self.payload = payload
-
-
-class BenchClient:
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+class BenchClient(FlowClient):
+    def __init__(self, url: str) -> None:
+        super().__init__(url, timeout=120, reconnect=False)
         self._pongs: dict[str, asyncio.Future[tuple[float, float]]] = {}
         self.splits: list[tuple[float, float]] | None = None  # (to the runtime, back) seconds, while recording
         self.status_arrivals: list[tuple[float, str]] | None = None  # (wall time, container_id) while recording
-        self.sio.on("message_received", self._on_message)
-        self.sio.on("container_status_update", self._on_status)
+        self.listen(self._on_event_raw)
 
-    async def connect(self, url: str) -> "BenchClient":
-        await self.sio.connect(url, transports=["websocket"], wait_timeout=10)
-        return self
-
-    async def close(self) -> None:
-        await self.sio.disconnect()
-
-    async def call(self, event: str, data: Any = None, timeout: float = 120) -> dict[str, Any]:
-        """A request; its acknowledgement is the response payload (or the error payload)."""
-        payload = await self.sio.call(event, data if data is not None else {}, timeout=timeout)
-        if isinstance(payload, dict) and payload.get("error") is True:
-            raise RequestFailed(event, payload)
-        return payload
+    def _on_event_raw(self, kind: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        if kind == "message_received":
+            self._on_message(data)
+        elif kind == "container_status_update" and self.status_arrivals is not None:
+            self.status_arrivals.append((time.time(), data.get("container_id", "")))
 
     def _on_message(self, data: dict[str, Any]) -> None:
-        message = data.get("message") if isinstance(data, dict) else None
+        message = data.get("message")
         if isinstance(message, dict) and message.get("command") == "pong":
             waiter = self._pongs.pop(data.get("container_id", ""), None)
             if waiter is not None and not waiter.done():
                 answered = (message.get("data") or {}).get("time")  # the runtime's clock is the host's
                 waiter.set_result((time.perf_counter(), answered if isinstance(answered, float) else 0.0))
 
-    def _on_status(self, data: dict[str, Any]) -> None:
-        if self.status_arrivals is not None:
-            self.status_arrivals.append((time.time(), data.get("container_id", "")))
-
     async def ping(self, container_id: str, timeout: float = 10.0) -> float:
-        """`send_message` {"command": "ping"} until its `message_received` pong; seconds.
+        """`send` {"command": "ping"} until its `message_received` pong; seconds.
 
         One ping per container at a time: the runtime's pong carries no request id.
         The pong's `data.time` (the runtime's wall clock) splits the round trip in
-        two halves, recorded in `splits` when that is a list.
+        two halves, recorded in `splits` when that is a list. The pong's arrival
+        time is taken by the listener, so waiting for send's acknowledgement first
+        does not lengthen the measured round trip.
         """
         waiter: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
         self._pongs[container_id] = waiter
         wall, started = time.time(), time.perf_counter()
-        await self.sio.emit("send_message", {"container_id": container_id, "message": {"command": "ping"}})
         try:
+            await self.send(container_id, {"command": "ping"})
             arrived, answered = await asyncio.wait_for(waiter, timeout)
         finally:
             self._pongs.pop(container_id, None)

@@ -27,8 +27,8 @@ from bench.stats import summarize
 
 async def _lifecycle(client: BenchClient, name: str) -> None:
     _, _, container_id = await create_start(client, name)
-    await client.call("stop_container", {"container_id": container_id})
-    await client.call("delete_container", {"container_id": container_id})
+    await client.stop(container_id)
+    await client.delete(container_id)
 
 
 async def _probe(call: Callable[[], Awaitable[Any]], finished: asyncio.Event, samples: list[float]) -> None:
@@ -67,7 +67,7 @@ async def target(session: Session) -> dict[str, Any]:
         async with session.clients(clients) as connected:
             await session.metrics(reset=True)
             probes = [
-                asyncio.create_task(_probe(lambda: session.main.call("list_containers", {}), finished, listing)),
+                asyncio.create_task(_probe(session.main.list, finished, listing)),
                 asyncio.create_task(_probe(lambda: echo.call("echo", {"command": "list"}, timeout=30), finished, echoing)),
             ]
             before = cpu_seconds(pids)

@@ -50,19 +50,19 @@ async def target(session: Session) -> dict[str, Any]:
         workers = [lambda c=c, t=t: c.ping(t) for c, t in zip(connected, targets)]
         for client in connected:
             client.splits = []
-        listing = await session.main.call("list_containers", {})
-        docker_ids = [c["docker_id"] for c in listing["containers"] if c["id"] in targets and c["docker_id"]]
+        listing = await session.main.list()
+        docker_ids = [c.docker_id for c in listing.containers if c.id in targets and c.docker_id]
         # Exactly `clients` recipients, as in the bare Socket.IO baseline: the bench's own control
         # connection takes no container messages meanwhile.
-        await session.main.call("subscribe_messages", {"container_ids": []})
+        await session.main.subscribe_messages([])
         try:
             load, cpu = await _measured(session, workers, docker_ids)
             # The same load with each client subscribed (extension subscribe_messages) to its own container only.
             for client, target_id in zip(connected, targets):
-                await client.call("subscribe_messages", {"container_ids": [target_id]})
+                await client.subscribe_messages([target_id])
             narrow, narrow_cpu = await _measured(session, workers, docker_ids)
         finally:
-            await session.main.call("subscribe_messages", {"container_ids": None})
+            await session.main.subscribe_messages(None)
     return {
         "rtt_ms": one,
         "clients": clients,

@@ -85,7 +85,7 @@ class Run:
     async def _with_manager(self, docker: aiodocker.Docker) -> None:
         self.manager = processes.manager(self.workdir, self.instance)
         self.manager.start()
-        main = await BenchClient().connect(f"http://127.0.0.1:{self.manager.port}")
+        main = await BenchClient(f"http://127.0.0.1:{self.manager.port}").connect()
         session = Session(self.run_id, self.workdir, self.sizes, self.manager, docker, DirectDocker(docker, self.direct_instance, self.workdir), main)
         self.session = session
         sweep = self.results["sweep"]
@@ -129,7 +129,7 @@ class Run:
             async def delete(container_id: str) -> None:
                 async with slots:
                     try:
-                        await session.main.call("delete_container", {"container_id": container_id}, timeout=60)
+                        await asyncio.wait_for(session.main.delete(container_id), 60)
                     except Exception:
                         pass  # the force-removal below catches anything left
 

@@ -58,11 +58,11 @@ class Session:
         return f"fmbench-{self.run_id}-{tag}-{self._names}"
 
     async def metrics(self, reset: bool = False) -> dict[str, Any]:
-        return await self.main.call("get_metrics", {"reset": reset})
+        return (await self.main.metrics(reset)).model_dump()
 
     @contextlib.asynccontextmanager
     async def clients(self, count: int) -> AsyncIterator[list[BenchClient]]:
-        connected = [await BenchClient().connect(self.url) for _ in range(count)]
+        connected = [await BenchClient(self.url).connect() for _ in range(count)]
         try:
             yield connected
         finally:
@@ -76,7 +76,7 @@ async def create_start(client: BenchClient, name: str) -> tuple[float, float, st
     `container_created` / `container_started` is sent.
     """
     started = time.perf_counter()
-    created = await client.call("create_container", {"image": IMAGE, "name": name})
+    created = await client.create(IMAGE, name=name)
     mid = time.perf_counter()
-    await client.call("start_container", {"container_id": created["container_id"]})
-    return mid - started, time.perf_counter() - mid, created["container_id"]
+    await client.start(created.container_id)
+    return mid - started, time.perf_counter() - mid, created.container_id

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Collection, TypeVar
+from typing import Any, AsyncIterator, Callable, Collection, Self, TypeVar
 
 import socketio
 
@@ -26,6 +26,7 @@ from api.responses import Payload
 DEFAULT_URL = "http://127.0.0.1:8000"
 EVENT_QUEUE = 10_000  # events waiting per iterator; beyond, the oldest are dropped (a `dropped` count says so)
 P = TypeVar("P", bound=Payload)
+Listener = Callable[[str, Any], None]  # (event name, payload as it arrived)
 
 
 class FlowError(Exception):
@@ -73,6 +74,7 @@ class FlowClient:
         self.timeout = timeout
         self.sio = socketio.AsyncClient(reconnection=reconnect, reconnection_delay=0.5, reconnection_delay_max=5)
         self._subscribers: list[_Subscriber] = []
+        self._listeners: list[Listener] = []
         self._connections = 0
         self._subscription: Collection[str] | None = None  # renewed after a reconnection
         self._follows: set[str] = set()
@@ -81,7 +83,7 @@ class FlowClient:
         self.sio.on("*", self._on_event)
 
     # -- connection --------------------------------------------------------------------------------
-    async def connect(self) -> "FlowClient":
+    async def connect(self) -> Self:
         try:
             await self.sio.connect(self.url, transports=["websocket"], auth={"token": self.token} if self.token else None, wait_timeout=10)
         except socketio.exceptions.ConnectionError as exc:
@@ -91,7 +93,7 @@ class FlowClient:
     async def close(self) -> None:
         await self.sio.disconnect()
 
-    async def __aenter__(self) -> "FlowClient":
+    async def __aenter__(self) -> Self:
         return await self.connect()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -114,6 +116,10 @@ class FlowClient:
             await self.sio.emit("follow_logs", {"container_id": container_id})
 
     async def _on_event(self, kind: str, data: Any = None) -> None:
+        for listener in self._listeners:
+            listener(kind, data)
+        if not self._subscribers:
+            return  # nobody iterates: parsing every broadcast would only cost CPU
         model = responses.EVENTS.get(kind)
         if model is None or not isinstance(data, dict):
             return  # a request's response event: its answer arrives as the acknowledgement
@@ -124,6 +130,14 @@ class FlowClient:
         event = Event(kind, container_id, data)
         for subscriber in self._subscribers:
             subscriber.offer(event)
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener(name, payload)` synchronously for every server event as it arrived, unparsed.
+
+        For recorders and measurements (the test harness, the bench) that need every payload verbatim or
+        cannot afford a model per broadcast; everyone else wants events().
+        """
+        self._listeners.append(listener)
 
     def subscribe(self, kinds: Collection[str] | None = None, container: str | None = None) -> _Subscriber:
         """A queue of the events from now on (used by events(); open it before the request it should see)."""
@@ -145,14 +159,20 @@ class FlowClient:
             self.unsubscribe(subscriber)
 
     # -- requests ----------------------------------------------------------------------------------
-    async def call(self, operation: str, data: dict[str, Any] | None, model: type[P]) -> P:
-        """One request and its answer; an `error` answer (or none in time) raises FlowError."""
+    async def call_raw(self, operation: str, data: Any, timeout: float | None = None) -> Any:
+        """One request and its acknowledgement exactly as sent, `error` payloads included (for tests of the
+        wire's answers); no answer in time or no connection raises FlowError."""
+        wait = self.timeout if timeout is None else timeout
         try:
-            answer = await self.sio.call(operation, data, timeout=self.timeout)
+            return await self.sio.call(operation, data, timeout=wait)
         except socketio.exceptions.TimeoutError:
-            raise FlowError("timeout", f"{operation}: no answer within {self.timeout:g} s") from None
+            raise FlowError("timeout", f"{operation}: no answer within {wait:g} s") from None
         except socketio.exceptions.BadNamespaceError:
             raise FlowError("connection_error", f"{operation}: not connected to {self.url}") from None
+
+    async def call(self, operation: str, data: dict[str, Any] | None, model: type[P]) -> P:
+        """One request and its answer; an `error` answer (or none in time) raises FlowError."""
+        answer = await self.call_raw(operation, data)
         if isinstance(answer, dict) and answer.get("error") is True:
             raise FlowError(str(answer.get("error_type")), str(answer.get("message")), answer.get("details") or {})
         return model.model_validate(answer)

@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import socketio
 
+from flow_manager.client import FlowClient, FlowError
+
 T = TypeVar("T")
 RUN_ID = uuid.uuid4().hex[:6]
 TIMINGS = Path(__file__).resolve().parents[2] / ".timings.jsonl"  # convergence times quoted in the README
@@ -116,29 +118,45 @@ class Server:
 
 
 class Client:
-    """A python-socketio client that records every server-initiated event."""
+    """The shared FlowClient (`fm`, typed methods) plus a record of every server event for the tests.
+
+    Connection, requests and their failures go through flow_manager.client.FlowClient; this class adds
+    what tests need on top: every event kept verbatim (`events`, `of`, `wait_for`, `expect_quiet`) and
+    `call`, the raw acknowledgement, so a test can assert on an `error` payload as the wire carried it.
+    """
 
     def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=True)
+        self.fm = FlowClient(reconnect=True, timeout=90)
+        self.sio = self.fm.sio  # the transport, for tests that emit frames or watch the disconnect themselves
         self.events: list[tuple[str, Any]] = []
         # (event, container_id or None) -> payloads: lookups stay cheap while a container floods
         self._index: dict[tuple[str, str | None], list[Any]] = {}
         self._changed = asyncio.Event()
-        self.sio.on("*", self._record)
+        self.fm.listen(self._keep)
 
     async def _record(self, event: str, data: Any = None) -> None:
+        """Feed one event to the record (unit tests of the helpers use it without a connection)."""
+        self._keep(event, data)
+
+    def _keep(self, event: str, data: Any) -> None:
         self.events.append((event, data))
         self._index.setdefault((event, None), []).append(data)
         if isinstance(data, dict) and isinstance(data.get("container_id"), str):
             self._index.setdefault((event, data["container_id"]), []).append(data)
         self._changed.set()
 
-    async def connect(self, url: str, **kwargs: Any) -> "Client":
-        await self.sio.connect(url, transports=["websocket"], wait_timeout=10, **kwargs)
+    async def connect(self, url: str, auth: Mapping[str, str] | None = None) -> "Client":
+        self.fm.url = url
+        self.fm.token = (auth or {}).get("token")
+        try:
+            await self.fm.connect()
+        except FlowError as refused:  # the transport's exception type, as the refusal tests expect it
+            raise socketio.exceptions.ConnectionError(refused.message) from None
         return self
 
     async def call(self, event: str, data: Any = None, timeout: float = 90) -> Any:
-        return await self.sio.call(event, data, timeout=timeout)
+        """The request's acknowledgement as sent (an `error` payload is returned, not raised)."""
+        return await self.fm.call_raw(event, data, timeout)
 
     def of(self, event: str, container_id: str | None = None, where: Callable[[Any], bool] = lambda _: True) -> list[Any]:
         return [d for d in self._index.get((event, container_id), ()) if where(d)]
@@ -168,7 +186,7 @@ class Client:
                 pass
 
     async def close(self) -> None:
-        await self.sio.disconnect()
+        await self.fm.close()
 
 
 def transitions(client: Client, cid: str) -> list[tuple[str, str]]:
