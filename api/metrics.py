@@ -15,20 +15,29 @@ from typing import Any, Callable
 
 from api.diagnostics import GcMonitor, LoopMonitor, percentile_ms, process_figures
 from api.schemas import GetMetrics
+from controller import metrics
 
 
 class RequestTimings:
     """How long each request's handler took, from the moment it ran to its answer being queued, by operation.
 
     Set beside a client's round trip, it tells the manager's own work apart from time spent before the
-    handler ran (the socket, the event loop's queue, waiting for a CPU).
+    handler ran (the socket, the event loop's queue, waiting for a CPU). The one place a request's time is
+    recorded: the recent samples for get_metrics' percentiles, and the `flow_manager.api.request.duration`
+    histogram (by event and outcome) for /metrics.
     """
 
     def __init__(self, keep: int = 4096) -> None:
         self.keep = keep
         self._samples: dict[str, collections.deque[float]] = {}
+        self._attributes: dict[tuple[str, str], dict[str, str]] = {}  # bounded: registered events x outcomes
 
-    def record(self, operation: str, seconds: float) -> None:
+    def record(self, operation: str, seconds: float, outcome: str = "ok") -> None:
+        """`operation`: a registered request event; `outcome`: ok, cancelled or an error_type."""
+        attributes = self._attributes.get((operation, outcome))
+        if attributes is None:
+            attributes = self._attributes[(operation, outcome)] = {"event": operation, "outcome": outcome}
+        metrics.API_REQUEST_DURATION.record(seconds, attributes)
         samples = self._samples.get(operation)
         if samples is None:
             samples = self._samples[operation] = collections.deque(maxlen=self.keep)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from controller import metrics
 from controller.crashes import RestartBackoff, detect_crash, next_crash_count, run_ended
 from controller.engine import EngineState
 from controller.events import Activity, ContainerCrashed, EventSink, HealthWarning, StatusChanged
@@ -76,6 +77,7 @@ class Diffs:
             seen.crash_count = next_crash_count(seen.crash_count, crash, self.backoff)
             delay = 0.0 if new_intent else self.backoff.delay(seen.crash_count)
             seen.restart_not_before = now + delay if delay else None
+            metrics.CRASHES.add(1, metrics.OOM_KILLED[bool(crash.oom_killed)])
             logs = await self.logs.logs_tail(observed.docker_id)
             self.sink.publish(ContainerCrashed(key, crash.exit_code, crash.description, logs, crash.oom_killed, delay, now))
             self.sink.publish(

@@ -6,18 +6,21 @@ takes a key (the queue hands a key to one worker at a time), calls the reconcile
 - on a failure asks the reconciler what to do (`Retry`): nothing, a fixed delay, or the key's
   exponential error back-off (ErrorBackoff, controller-runtime's per-item failure rate limiter).
 The sources that feed the queue from outside (an event stream, a periodic resync) run beside the
-workers and stop with them.
+workers and stop with them. Each pass is counted and timed by result, and each retry counted
+(controller/metrics.py: controller-runtime's reconcile_total, reconcile_time_seconds, workqueue_retries_total).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Mapping, Protocol
 
 from opentelemetry import trace
 
+from controller import metrics
 from controller.queue import WorkQueue
 
 log = logging.getLogger("flow_manager.controller")
@@ -96,6 +99,10 @@ class Loop:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.span}-worker-{i}") for i in range(self.workers)]
         self._tasks += [asyncio.create_task(run(), name=name) for name, run in self.sources.items()]
 
+    def stopped(self) -> list[str]:
+        """The names of workers and sources that have ended: none should while the loop runs (liveness)."""
+        return [task.get_name() for task in self._tasks if task.done()]
+
     async def stop(self) -> None:
         self.queue.close()
         for task in self._tasks:
@@ -112,19 +119,29 @@ class Loop:
 
     async def process(self, key: str) -> None:
         """One pass over one key and what follows it (the caller holds the key: see WorkQueue.get)."""
+        started = time.perf_counter()
         try:
             with tracer.start_as_current_span(self.span, attributes={self.key_attribute: key}):
                 result = await self.reconciler.reconcile(key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            _count(metrics.RESULT_ERROR, started)
             retry = self.reconciler.failed(key, exc)
             if retry.backoff:
                 self.queue.add_after(key, self.backoff.when(key))
             elif retry.after is not None:
                 self.queue.add_after(key, retry.after)
+            if retry.backoff or retry.after is not None:
+                metrics.WORKQUEUE_RETRIES.add(1)
             return
+        _count(metrics.RESULT_SUCCESS if result.requeue_after is None else metrics.RESULT_REQUEUE, started)
         self.backoff.forget(key)
         self.reconciler.succeeded(key)
         if result.requeue_after is not None:
             self.queue.add_after(key, result.requeue_after)
+
+
+def _count(result: dict[str, str], started: float) -> None:
+    metrics.RECONCILES.add(1, result)
+    metrics.RECONCILE_DURATION.record(time.perf_counter() - started, result)

@@ -5,11 +5,17 @@
 - Adding a key while a worker holds it marks it dirty; it is queued again
   when that worker calls done(), so no change is ever missed.
 - add_after() schedules a wake-up; the earliest pending one wins.
+
+It records controller-runtime's workqueue metrics (controller/metrics.py): adds, time in queue, work time;
+its depth is observed from pending().
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+
+from controller import metrics
 
 
 class WorkQueue:
@@ -18,11 +24,15 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._added: dict[str, float] = {}  # key -> when it was added (waiting, or dirty while processing)
+        self._taken: dict[str, float] = {}  # key -> when a worker took it
 
     def add(self, key: str) -> None:
         if key in self._dirty:
             return
         self._dirty.add(key)
+        metrics.WORKQUEUE_ADDS.add(1)
+        self._added[key] = time.monotonic()
         if key not in self._processing:
             self._ready.put_nowait(key)
 
@@ -47,10 +57,15 @@ class WorkQueue:
         key = await self._ready.get()
         self._dirty.discard(key)
         self._processing.add(key)
+        now = time.monotonic()
+        metrics.WORKQUEUE_QUEUE_DURATION.record(now - self._added.pop(key, now))
+        self._taken[key] = now
         return key
 
     def done(self, key: str) -> None:
         self._processing.discard(key)
+        now = time.monotonic()
+        metrics.WORKQUEUE_WORK_DURATION.record(now - self._taken.pop(key, now))
         if key in self._dirty:
             self._ready.put_nowait(key)
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import replace
 
+from controller import metrics
 from controller.adapters.docker import DockerAdapter, DockerFailure, failure_cause
 from controller.adapters.links import LinkManager
 from controller.applier import Applier
@@ -24,7 +25,7 @@ from controller.loop import BACKOFF, NO_RETRY, Result, Retry
 from controller.memory import Memory
 from controller.observed import Observed
 from controller.orphans import Orphans
-from controller.planner import Act, Plan, plan, primary_of, restart_binding
+from controller.planner import Act, Action, Plan, plan, primary_of, restart_binding
 from controller.view import Observations
 from store import ConvergeError, DesiredState, MemoryStore, Record
 
@@ -97,7 +98,7 @@ class ContainerReconciler:
         if binding is not None and decided.actions:
             # On disk before Docker acts: a manager restarted after the restart must not bind it to the new run.
             await self.store.durable()
-        await self._apply(key, record, decided, primary)
+        await self._apply(key, record, decided, primary, new_intent)
 
         if decided.forget:
             await self._forget(key, record, existed=bool(observed))
@@ -108,7 +109,7 @@ class ContainerReconciler:
         self.store.report(key, record.generation, None)
         return Result()
 
-    async def _apply(self, key: str, record: Record, decided: Plan, primary: Observed | None) -> None:
+    async def _apply(self, key: str, record: Record, decided: Plan, primary: Observed | None, new_intent: bool) -> None:
         if not decided.actions:
             return
         seen, memory = self.view.entry(key), self.memory.of(key)
@@ -136,6 +137,7 @@ class ContainerReconciler:
                 target = None
             if activity is not None:
                 self.sink.publish(activity)
+            _count_restart(action, new_intent)
             await self.diffs.diff(key, record, await self.docker.inspect(target) if target else None)
 
     async def _forget(self, key: str, record: Record, existed: bool) -> None:
@@ -194,3 +196,12 @@ class ContainerReconciler:
             if not self.store.has_waiters(key):
                 self.sink.publish(ControllerError(failure.error_type, failure.message, {**failure.details, "container_id": key}))
         return NO_RETRY if failure.permanent else BACKOFF
+
+
+def _count_restart(action: Action, new_intent: bool) -> None:
+    """A restart is the manager starting an existing container again: asked for (restart_container), or
+    without new intent, because its run ended on its own (a crash, or the engine stopped it)."""
+    if action.act is Act.RESTART:
+        metrics.RESTARTS.add(1, metrics.RESTART_REQUESTED)
+    elif action.act is Act.START and action.docker_id is not None and not new_intent:
+        metrics.RESTARTS.add(1, metrics.RESTART_AFTER_EXIT)

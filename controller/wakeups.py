@@ -28,6 +28,7 @@ class Wakeups:
     ) -> None:
         self.store, self.docker, self.engine, self.wake = store, docker, engine, wake
         self.resync_period = resync_period
+        self.relisted = False  # Docker's containers listed at least once since the manager started (readiness)
         store.watch(wake)  # a record changed (once it is on disk): look at it
 
     async def resync(self) -> None:
@@ -43,6 +44,7 @@ class Wakeups:
         try:
             for managed_id in await self.docker.managed_ids():
                 self.wake(managed_id)
+            self.relisted = True
         except DockerFailure as failure:
             log.warning("resync could not list containers: %s", failure.message)
 

@@ -15,11 +15,15 @@ from api import engineio_tuning
 from api.broadcast import Broadcaster
 from api.container_logs import ContainerLogs
 from api.diagnostics import GcMonitor, LoopMonitor
+from api.diagnostics.figures import Figures
 from api.handlers import ApiSettings, Handlers, Route
+from api.health import Liveness, Readiness
+from api.http_routes import HttpRoutes
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
 from api.schemas import GetMetrics
+from controller import metrics as controller_metrics
 from controller.adapters.docker import DockerAdapter, describe_host, storage
 from controller.adapters.links import LinkManager
 from controller.applier import Applier
@@ -39,6 +43,7 @@ from controller.status import StatusLoop, StatusReader
 from controller.view import Observations
 from controller.wakeups import Wakeups
 from flow_manager.config import Settings, default_state_dir
+from flow_manager.observability import enable_metrics
 from flow_manager.security import Security, configure
 from store import DesiredState, MemoryStore
 from store.code import CodeStore
@@ -61,11 +66,13 @@ class FlowManager:
             serializer=JsonFirstPacket,
             max_http_buffer_size=self.security.transport_ceiling,
         )
-        self.app = PacketGate(
+        gate = PacketGate(
             socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
             limit=settings.max_request_bytes,
             ceiling=self.security.transport_ceiling,
         )
+        self.app = HttpRoutes(gate)  # /healthz, /readyz, /metrics beside Socket.IO (routes added at start-up)
+        self.serving = False
         if settings.store == "memory":
             self.store, self.codes = MemoryStore(), CodeStore()
         else:
@@ -73,7 +80,7 @@ class FlowManager:
             try:
                 state.mkdir(parents=True, exist_ok=True)
                 os.chmod(state, 0o700)  # the journal holds environment values: readable by the manager's user only
-                journal = Journal(state)
+                journal = Journal(state, on_write=controller_metrics.journal_written)
                 self.store, self.codes = MemoryStore(journal.load(), journal), CodeStore(state / "code")
             except OSError as exc:  # read-only, not ours: cli.py says so in one line (rc 2)
                 raise StateDirError(state, exc) from exc
@@ -87,6 +94,7 @@ class FlowManager:
         self.logs: ContainerLogs | None = None
         self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
         self.gc_monitor = GcMonitor()
+        self.figures: Figures | None = None
 
     def _bind_sources(self) -> dict[str, str]:
         """Every record's bind sources (real path -> container id), for the check before each start."""
@@ -197,6 +205,8 @@ class FlowManager:
         )
         reader = StatusReader(self.store, view, self.docker, applier.desired_hash, self.links)
         self.status_loop = StatusLoop(reader, self.store, self.broadcaster, s.status_interval, self.broadcaster.listening)
+        self.figures = Figures(self.store, view, queue, self.links, self.broadcaster)
+        self._serve_health(engine, wakeups)
         timings = RequestTimings()
         self.logs = ContainerLogs(self.docker, self.store, view, self.broadcaster.emitter)
         metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
@@ -231,6 +241,7 @@ class FlowManager:
         # holds the event loop for about 30 ms each time on a small VM.
         gc.collect()
         gc.freeze()
+        self.serving = True
         log.info(
             "flow-manager listening on %s:%s (docker: %s, %s)",
             s.host,
@@ -241,17 +252,31 @@ class FlowManager:
         for warning in self.security.warnings:
             log.warning("%s", warning)
 
+    def _serve_health(self, engine: EngineState, wakeups: Wakeups) -> None:
+        """The probes (and the metrics, unless --no-metrics) join Socket.IO on the manager's port."""
+        assert self.loop is not None
+        liveness = Liveness(self.loop_monitor, stopped=self.loop.stopped)
+        journal = self.store.journal.health if self.store.journal is not None else None
+        readiness = Readiness(engine=engine, relisted=lambda: wakeups.relisted, listening=lambda: self.serving, journal=journal)
+        self.app.serve("/healthz", liveness.respond)
+        self.app.serve("/readyz", readiness.respond)
+        if self.settings.metrics:
+            self.figures.register()
+            self.app.serve("/metrics", enable_metrics().render)
+
     def _counters(self) -> dict[str, object]:
-        links = self.links.links if self.links is not None else {}
+        figures = self.figures
+        assert figures is not None  # built at start-up, before any request
         return {
             "containers": {
                 "records": len(self.store),
-                "links": len(links),
-                "links_connected": sum(1 for key in links if self.links and self.links.connected(key)),
+                "links": len(figures.links.links),
+                "links_connected": figures.links_connected(),
             },
-            "queue": {"pending": self.queue.pending() if self.queue else 0},
+            "messages": {"to_containers": figures.links.messages_sent, "from_containers": figures.links.messages_received},
+            "queue": {"pending": figures.queue_depth()},
             "docker_calls": dict(self.docker.calls) if self.docker else {},
-            "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
+            "clients": figures.clients(),
             # whether intent can be made durable; null with --store memory
             "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None,
             # the orphan reports, also for clients that were not connected when they were made (start-up)
@@ -262,6 +287,7 @@ class FlowManager:
         return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []
 
     async def shutdown(self) -> None:
+        self.serving = False  # /readyz says so at once
         self.loop_monitor.stop()
         self.gc_monitor.stop()
         if self.logs is not None:

@@ -1,4 +1,4 @@
-"""`flow-manager serve` and `flow-manager build-image`."""
+"""`flow-manager serve`, `flow-manager build-image` and `flow-manager healthcheck`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--manager", action="store_true", help="build the image of the manager itself (docs/deployment.md)")
     build.add_argument("--docker-host", default=None)
     build.add_argument("--force", action="store_true", help="rebuild the Debian base layer too (with --manager: the dependency layer)")
+    check = commands.add_parser("healthcheck", help="ask a running manager's /healthz (or /readyz); exit 0 when it answers 200")
+    check.add_argument("--url", default=None, help="the endpoint (default: /healthz on FLOW_MANAGER_HOST:FLOW_MANAGER_PORT, else 127.0.0.1:8000)")
+    check.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
+
+    if args.command == "healthcheck":
+        from flow_manager.healthcheck import check_url, default_url
+
+        return check_url(args.url or default_url(ready=args.ready), args.timeout)
 
     level = getattr(args, "log_level", "info").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -47,6 +47,7 @@ class Settings:
     orphan_grace: float = 60.0
     engine_retry_max: float = 5.0
     trace_exporter: str = "none"
+    metrics: bool = True
     loop_monitor_interval: float = 0.02
     log_level: str = "info"
     # -- security: who may connect and what they may ask for (README "Security") --
@@ -101,6 +102,7 @@ HELP = {
     "orphan_grace": "seconds a container labelled for this instance but without a record is kept before removal",
     "engine_retry_max": "upper bound of the back-off between pings of an unreachable Docker engine",
     "trace_exporter": "OpenTelemetry spans of reconciles: none or console",
+    "metrics": "serve OpenTelemetry metrics for Prometheus at GET /metrics (no token; counts only, no container names or ids)",
     "loop_monitor_interval": "seconds between event-loop lag probes (get_metrics; stalls over 250 ms are logged); 0 disables",
     "log_level": "debug, info, warning or error",
     "token": "shared token clients must send as auth={'token': ...} (prefer the env variable or --token-file)",

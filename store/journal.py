@@ -47,8 +47,15 @@ def record_to_json(record: Record) -> dict[str, Any]:
 
 
 class Journal:
-    def __init__(self, directory: str | Path, compact_every: int = 2000, retry_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        compact_every: int = 2000,
+        retry_interval: float = 1.0,
+        on_write: Callable[[str, float, bool], None] = lambda operation, seconds, ok: None,
+    ) -> None:
         self.directory = Path(directory)
+        self.on_write = on_write  # (append or snapshot, seconds, succeeded) of each write: the metrics' journal latency
         self.path = self.directory / "records.jsonl"
         self.compact_every = compact_every
         self.retry_interval = retry_interval
@@ -196,9 +203,11 @@ class Journal:
             await self._changed.wait()
             self._changed.clear()
             target, keys, self._dirty = self._queued, self._dirty, set()
+            operation, started = "append", time.perf_counter()
             try:
                 batch = {key: self._pending(key) for key in keys}
                 if self._lines_since_compaction + len(batch) > self.compact_every:
+                    operation = "snapshot"
                     await asyncio.to_thread(self._write_snapshot, list(self._records()))
                 else:
                     data = "".join(
@@ -206,6 +215,7 @@ class Journal:
                         for key, (record, _) in batch.items()
                     ).encode()
                     await asyncio.to_thread(self._append, data, len(batch))
+                self.on_write(operation, time.perf_counter() - started, True)
                 self.health.succeeded()
                 self._committed(batch)
             except asyncio.CancelledError:
@@ -213,6 +223,7 @@ class Journal:
                 raise
             except Exception as exc:  # OSError (ENOSPC, EIO, EROFS...) or a bug: both must answer the waiters
                 # Withdrawing a change that did reach the disk is safe: the retry writes the durable version again.
+                self.on_write(operation, time.perf_counter() - started, False)
                 await self._refused(keys, self.health.failed(exc), target)
                 continue
             await self._advance(target)

@@ -1,6 +1,7 @@
 """The process's own health for `get_metrics`: event-loop lag, garbage-collector pauses, CPU and memory.
 
-flow_manager only builds and starts the monitors; api.metrics reads them.
+flow_manager only builds and starts the monitors; api.metrics reads them. figures.py reads the figures the
+controller keeps (queue, links, containers by state) for get_metrics and the metrics' gauges alike.
 """
 
 from api.diagnostics.gc_monitor import GcMonitor

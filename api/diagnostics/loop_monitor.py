@@ -17,6 +17,9 @@ spent on a CPU is at most the CPU time it used since the timer was armed, so
 `busy_lag = min(lag, thread CPU since arming)` bounds what our own code
 caused, and a large lag with a small busy part is time the kernel gave to
 other processes.
+
+Every sample also goes to the `flow_manager.eventloop.lag` histogram (controller/metrics.py), and the
+moment of the last tick tells the liveness probe (api/health.py) whether the loop still turns.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from controller import metrics
 
 log = logging.getLogger("flow_manager.loop")
 
@@ -64,6 +69,8 @@ class LoopMonitor:
         self._due = 0.0
         self._cpu_armed = 0.0
         self._last_warning = 0.0
+        self.last_tick: float | None = None  # time.monotonic() of the latest sample (None before the first)
+        self.last_lag = 0.0
 
     def start(self) -> None:
         if self.interval <= 0:
@@ -90,6 +97,8 @@ class LoopMonitor:
 
     def record(self, lag: float, cpu: float | None = None) -> None:
         """One tick: `lag` seconds late, `cpu` seconds of loop-thread CPU since it was armed (None: unknown)."""
+        self.last_tick, self.last_lag = time.monotonic(), lag
+        metrics.EVENT_LOOP_LAG.record(lag)
         window = self._window
         window.samples += 1
         window.total += lag

@@ -116,11 +116,13 @@ class HandlerBase:
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
-            started = time.perf_counter()
+            started, outcome = time.perf_counter(), "cancelled"
             try:
-                return await answer(sid, *args)
+                result = await answer(sid, *args)
+                outcome = result["error_type"] if result.get("error") is True else "ok"
+                return result
             finally:
-                self.timings.record(operation, time.perf_counter() - started)
+                self.timings.record(operation, time.perf_counter() - started, outcome)
 
         async def answer(sid: str, *args: Any) -> dict[str, Any]:
             data = args[0] if args else None

@@ -3,7 +3,7 @@
 Every call goes through `_call`: transient failures are retried with tenacity's
 exponential back-off, permanent ones fail at once (controller.adapters.docker.failures
 decides which is which). Failures leave here as DockerFailure, already in the
-API's error terms.
+API's error terms. Each call is timed by operation and outcome (controller/metrics.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import asyncio
 import collections
 import logging
 import os
+import time
 from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable, TypeVar
 
 import aiodocker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from controller import labels
+from controller import labels, metrics
 from controller.adapters.docker import logs
 from controller.adapters.docker.failures import DockerFailure, _docker_message, classify, is_transient
 from controller.adapters.docker.index import ContainerIndex
@@ -53,6 +54,7 @@ class DockerAdapter:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         self.calls[operation] += 1
+        started, outcome = time.perf_counter(), "cancelled"
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_transient),
@@ -61,12 +63,19 @@ class DockerAdapter:
                 reraise=True,
             ):
                 with attempt:
-                    return await call()
+                    result = await call()
+                    outcome = "ok"
+                    return result
         except Exception as exc:
             failure = classify(exc, operation)
-            if failure.details.get("reason") == "docker_unreachable":
+            unreachable = failure.details.get("reason") == "docker_unreachable"
+            outcome = "unreachable" if unreachable else failure.error_type
+            if unreachable:
                 self.on_unreachable()
             raise failure from exc
+        finally:
+            # operation: one of this module's names; outcome: ok, unreachable or an error type (bounded both)
+            metrics.DOCKER_CALL_DURATION.record(time.perf_counter() - started, {"operation": operation, "outcome": outcome})
         raise AssertionError("unreachable")
 
     async def ping(self) -> None:

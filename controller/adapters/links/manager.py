@@ -23,7 +23,7 @@ from controller.adapters.links.link import DEFAULT_BYTE_RATE, Link
 from controller.events import EventSink
 from controller.health import LinkProbe
 from flow_runtime.framing import DEFAULT_MAX_FRAME
-from flow_runtime.protocol import LINK_DIR, LINK_ENV, LINK_PATH
+from flow_runtime.protocol import LINK_DIR, LINK_ENV, LINK_PATH, is_control
 from store import Record
 
 
@@ -52,6 +52,9 @@ class LinkManager:
         self.wake = wake  # tells the reconciler a link came or went (code revisions and health are checked then)
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.links: dict[str, Link] = {}
+        # Messages handed to containers and received from them (no control frames): plain counts, observed by
+        # the metrics (controller/metrics.LINK_MESSAGES) and reported by get_metrics, so a message costs an add.
+        self.messages_sent = self.messages_received = 0
         self._prober: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -140,6 +143,8 @@ class LinkManager:
     async def send(self, container_id: str, message: dict[str, Any]) -> None:
         """Hand one frame to the container's link (wire.send: returning means the kernel has it all)."""
         await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
+        if not is_control(message.get("command")):  # a reload is the manager's own frame, not a message
+            self.messages_sent += 1
 
     async def reload(self, container_id: str, revision: str, timeout: float) -> None:
         """Ask the runtime to load new code and wait until it runs `revision`."""

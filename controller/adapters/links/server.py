@@ -85,6 +85,7 @@ def received(manager: LinkManager, link: Link, message: dict[str, Any], size: in
             manager.wake(link.container_id)
         return
     link.last_communication = time.time()
+    manager.messages_received += 1
     if manager.sink.publish(MessageReceived(link.container_id, message, link.last_communication), lambda: link.delivered(size)):
         link.queued(size)
     manager.sink.publish(
