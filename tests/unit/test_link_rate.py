@@ -44,6 +44,7 @@ class FakeManager:
         self.rate_limit, self.byte_rate_limit, self.max_frame = rate, byte_rate, 1 << 20
         self.sink = CountingSink()
         self.links: dict[str, Link] = {}
+        self.messages_received = 0
 
     def wake(self, key: str) -> None:
         pass
