@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Mapping, Protocol
 
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from controller.queue import WorkQueue
+from controller.tracing import log_fields
 
 log = logging.getLogger("flow_manager.controller")
 tracer = trace.get_tracer("flow_manager.controller")
@@ -111,20 +113,33 @@ class Loop:
                 self.queue.done(key)
 
     async def process(self, key: str) -> None:
-        """One pass over one key and what follows it (the caller holds the key: see WorkQueue.get)."""
-        try:
-            with tracer.start_as_current_span(self.span, attributes={self.key_attribute: key}):
+        """One pass over one key and what follows it (the caller holds the key: see WorkQueue.get).
+
+        The pass has a span (`self.span`, the key as `flow.<key_attribute>`), and its log lines carry the
+        key; what the reconciler decides after a failure belongs to the same span."""
+        attributes = {f"flow.{self.key_attribute}": key}
+        with (
+            tracer.start_as_current_span(self.span, attributes=attributes, record_exception=False) as span,
+            log_fields(event=self.span, **{self.key_attribute: key}),
+        ):
+            try:
                 result = await self.reconciler.reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            retry = self.reconciler.failed(key, exc)
-            if retry.backoff:
-                self.queue.add_after(key, self.backoff.when(key))
-            elif retry.after is not None:
-                self.queue.add_after(key, retry.after)
-            return
-        self.backoff.forget(key)
-        self.reconciler.succeeded(key)
-        if result.requeue_after is not None:
-            self.queue.add_after(key, result.requeue_after)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_attributes({"flow.outcome": "error", "error.type": str(getattr(exc, "error_type", type(exc).__name__))})
+                    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                retry = self.reconciler.failed(key, exc)
+                if retry.backoff:
+                    self.queue.add_after(key, self.backoff.when(key))
+                elif retry.after is not None:
+                    self.queue.add_after(key, retry.after)
+                return
+            if span.is_recording():
+                span.set_attribute("flow.outcome", "ok" if result.requeue_after is None else "requeue")
+            self.backoff.forget(key)
+            self.reconciler.succeeded(key)
+            if result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)

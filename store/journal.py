@@ -57,6 +57,7 @@ def record_from_json(data: dict[str, Any]) -> Record:
         restart_requests=int(data.get("restart_requests") or 0),
         restart_target=RestartTarget(int(target["request"]), target.get("docker_id"), target.get("started_at")) if target else None,
         ended_runs=tuple((str(docker_id), started_at) for docker_id, started_at in data.get("ended_runs") or ()),
+        trace_context=data["trace_context"] if isinstance(data.get("trace_context"), str) else None,
     )
 
 

@@ -18,6 +18,9 @@ import asyncio
 from pathlib import Path
 from typing import Any, Callable
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from controller.adapters.links import handshake, liveness, server, setup, wire
 from controller.adapters.links.link import Link
 from controller.events import EventSink
@@ -25,6 +28,8 @@ from controller.health import LinkProbe
 from flow_runtime.framing import DEFAULT_MAX_FRAME
 from flow_runtime.protocol import LINK_DIR, LINK_ENV, LINK_PATH
 from store import Record
+
+tracer = trace.get_tracer("flow_manager.links")
 
 
 class LinkManager:
@@ -137,7 +142,8 @@ class LinkManager:
     # -- traffic -------------------------------------------------------------------
     async def send(self, container_id: str, message: dict[str, Any]) -> None:
         """Hand one frame to the container's link (wire.send: returning means the kernel has it all)."""
-        await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
+        with tracer.start_as_current_span("link.send", kind=SpanKind.PRODUCER, attributes={"flow.container_id": container_id}):
+            await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
 
     async def reload(self, container_id: str, revision: str, timeout: float) -> None:
         """Ask the runtime to load new code and wait until it runs `revision`."""
