@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 from opentelemetry import trace
@@ -39,8 +40,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class NoFrames(logging.Filter):
+    """Drops the websockets library's debug lines: they quote each frame, so a client's token (the connect
+    packet), environment values and message contents would reach the log at --log-level debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.DEBUG and f"{os.sep}websockets{os.sep}" in record.pathname)
+
+
 def configure(level: str, log_format: str = "text") -> None:
     """The root handler on stderr (uvicorn's own loggers propagate to it when the format is json)."""
+    logging.getLogger("uvicorn.error").addFilter(NoFrames())  # the logger websockets is given, in either format
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    if log_format == "json":
+        logging.captureWarnings(True)  # a library's warning is a line of the log too, not loose text on stderr
