@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+from controller import tracing
 from controller.adapters.docker import tracing as docker_tracing
 from flow_manager import __version__
 
@@ -64,6 +65,7 @@ def configure(exporter: str) -> TracerProvider | None:
     delay = CONSOLE_DELAY_MS if exporter == "console" else None  # OTLP: OTEL_BSP_SCHEDULE_DELAY, else 5 s
     provider.add_span_processor(BatchSpanProcessor(span_exporter, schedule_delay_millis=delay))
     trace.set_tracer_provider(provider)
+    tracing.turn_on()
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
     # Spans only: the manager's metrics are its own (a no-op meter keeps the instrumentation from adding any).

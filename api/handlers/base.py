@@ -24,7 +24,7 @@ from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
 from api.metrics import RequestTimings
 from api.policy import PolicyViolation, RequestPolicy
-from api.tracing import RequestSpan, request_span
+from api.tracing import RequestSpan
 from controller.adapters.links import LinkManager
 from controller.status import StatusReader
 from controller.view import Observations
@@ -115,7 +115,7 @@ class HandlerBase:
             reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
             traceparent = data.get("traceparent") if isinstance(data, dict) else None
             try:
-                with request_span(operation, reference, traceparent, self._client_traces.get(sid)) as span:
+                with RequestSpan(operation, reference, traceparent, self._client_traces.get(sid)) as span:
                     return await answer(sid, span, reference, *args)
             finally:
                 self.timings.record(operation, time.perf_counter() - started)

@@ -88,3 +88,17 @@ def test_exporter_names() -> None:
         telemetry.check(name)
     with pytest.raises(telemetry.TelemetryConfigError, match="one of none, console, otlp, otlp-grpc"):
         telemetry.check("jaeger")
+
+
+def test_with_tracing_off_a_request_makes_no_span_but_keeps_its_log_fields() -> None:
+    from opentelemetry import trace
+
+    from api.tracing import RequestSpan
+    from controller import tracing
+
+    assert not tracing.enabled()  # nothing in the unit tests turns it on: the default
+    with RequestSpan("start_container", "abc", TRACEPARENT, None) as span:
+        assert current_log_fields() == {"event": "start_container", "container_id": "abc"}
+        assert not trace.get_current_span().get_span_context().is_valid
+        span.failed("container_not_found", "no such container")  # nothing to tell: no error
+    assert current_log_fields() == {}

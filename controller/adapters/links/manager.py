@@ -21,6 +21,7 @@ from typing import Any, Callable
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from controller import tracing
 from controller.adapters.links import handshake, liveness, server, setup, wire
 from controller.adapters.links.link import Link
 from controller.events import EventSink
@@ -142,7 +143,7 @@ class LinkManager:
     # -- traffic -------------------------------------------------------------------
     async def send(self, container_id: str, message: dict[str, Any]) -> None:
         """Hand one frame to the container's link (wire.send: returning means the kernel has it all)."""
-        with tracer.start_as_current_span("link.send", kind=SpanKind.PRODUCER, attributes={"flow.container_id": container_id}):
+        with tracing.span(tracer, "link.send", {"flow.container_id": container_id}, SpanKind.PRODUCER):
             await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
 
     async def reload(self, container_id: str, revision: str, timeout: float) -> None:
