@@ -4,8 +4,8 @@ Alternates managers started with `--trace-exporter none` and `--trace-exporter o
 sink in this process that answers 200 and decodes nothing, so the collector costs the manager nothing),
 each over the same container and the same work: message round trips (send_message → pong: a request
 span and a link.send span), list_containers requests (a request span), and stop/start cycles (request,
-reconcile and Docker call spans). Prints the manager's CPU milliseconds per operation, median of the
-runs of each mode (docs/performance.md, "Tracing cost").
+reconcile and Docker call spans); with --baseline, also a checkout without the tracing code.
+Prints the manager's CPU milliseconds per operation, median of the runs of each mode (docs/performance.md, "Tracing cost").
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ async def _per_op(pid: int, count: int, operation: Any) -> float:
     return round((cpu_seconds([pid]).seconds[pid] - before) * 1000 / count, 4)
 
 
-async def one_run(mode: str, sink: Sink, workdir: Path, run_id: str, sizes: dict[str, int]) -> dict[str, float]:
+async def one_run(mode: str, sink: Sink, workdir: Path, run_id: str, sizes: dict[str, int], baseline: Path | None) -> dict[str, float]:
     child = manager(workdir, f"bench-{run_id}-{mode}")
-    child.args += ["--trace-exporter", mode]
+    child.args += ["--trace-exporter", "none" if mode == "baseline" else mode]
+    if mode == "baseline" and baseline is not None:
+        child.root = baseline
     child.extra_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint)
     child.start()
     client = await BenchClient().connect(f"http://127.0.0.1:{child.port}")
@@ -86,15 +88,17 @@ async def one_run(mode: str, sink: Sink, workdir: Path, run_id: str, sizes: dict
         child.stop()
 
 
-async def measure(runs: int, sizes: dict[str, int]) -> dict[str, Any]:
+async def measure(runs: int, sizes: dict[str, int], baseline: Path | None, only: tuple[str, ...] = ()) -> dict[str, Any]:
     sink, run_id = Sink(), secrets.token_hex(3)
-    samples: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    modes = ("baseline", *MODES) if baseline is not None else MODES
+    modes = tuple(m for m in modes if m in only) if only else modes
+    samples: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for i in range(runs):
-        for mode in MODES if i % 2 == 0 else reversed(MODES):  # alternate the order: drift on a shared machine cancels
+        for mode in modes if i % 2 == 0 else tuple(reversed(modes)):  # alternate the order: drift on a shared machine cancels
             workdir = Path(tempfile.mkdtemp(prefix=f"fmbench-{run_id}-"))
-            samples[mode].append(await one_run(mode, sink, workdir, run_id, sizes))
+            samples[mode].append(await one_run(mode, sink, workdir, run_id, sizes, baseline))
             print(f"run {i + 1} {mode}: {samples[mode][-1]}", file=sys.stderr)
-    medians = {mode: {key: round(statistics.median(s[key] for s in samples[mode]), 4) for key in samples[mode][0]} for mode in MODES}
+    medians = {mode: {key: round(statistics.median(s[key] for s in samples[mode]), 4) for key in samples[mode][0]} for mode in modes}
     return {"sizes": sizes, "runs": runs, "samples": samples, "median": medians}
 
 
@@ -104,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pings", type=int, default=1000)
     parser.add_argument("--lists", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, help="a checkout without tracing (e.g. `git archive` of an older commit): a third mode")
+    parser.add_argument("--only", default="", help="comma-separated modes to run (baseline, none, otlp); default all")
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.runs, {"pings": args.pings, "lists": args.lists, "cycles": args.cycles}))
+    only = tuple(filter(None, args.only.split(",")))
+    result = asyncio.run(measure(args.runs, {"pings": args.pings, "lists": args.lists, "cycles": args.cycles}, args.baseline, only))
     print(json.dumps(result["median"], indent=2))
     return 0
 
