@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from flow_manager import telemetry
 
     try:
-        tracer_provider = telemetry.configure(settings.trace_exporter)
+        telemetry.configure(settings.trace_exporter)
     except telemetry.TelemetryConfigError as exc:
         print(f"flow-manager: {exc}", file=sys.stderr)
         return 2
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             print(f"flow-manager: cannot prepare {settings.flow_image}: {exc}", file=sys.stderr)
             return 1
-    try:
-        _serve(settings, security)
-    finally:
-        if tracer_provider is not None:
-            tracer_provider.shutdown()  # the last spans are written before the process ends
+    _serve(settings, security)  # the last spans are sent by the app's shutdown (telemetry.flush)
     return 0
 
 

@@ -9,6 +9,8 @@ service `OTEL_SERVICE_NAME` (default flow-manager). The span tree is described i
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
@@ -47,6 +49,18 @@ def _resource() -> Resource:
     if str(detected.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         detected = detected.merge(Resource({SERVICE_NAME: "flow-manager"}))
     return detected
+
+
+SHUTDOWN_FLUSH_MS = 3000  # the manager's stop waits this long at most for the last export
+
+
+async def flush() -> None:
+    """Send the spans still batched, off the event loop. Called by the server's shutdown: uvicorn ends the
+    process with the signal it caught once it has shut down, so neither atexit nor code after
+    `uvicorn.run` would run."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        await asyncio.to_thread(provider.force_flush, SHUTDOWN_FLUSH_MS)
 
 
 def check(exporter: str) -> None:

@@ -126,3 +126,20 @@ async def test_failures_sends_deploys_and_the_connections_trace(traced: Server, 
 async def test_an_invalid_traceparent_is_a_validation_error(client: Client):
     answer = await client.call("list_containers", {"traceparent": "00-" + "0" * 32 + "-" + "1" * 16 + "-01"})
     assert answer["error_type"] == "validation_error" and answer["details"]["field"] == "traceparent"
+
+
+async def test_the_last_spans_are_sent_when_the_manager_stops(docker, receiver: OtlpReceiver, tmp_path: Path):
+    """uvicorn ends the process with the SIGTERM it caught once it has shut down: the spans still
+    batched (here all of them: a minute's schedule delay) must be sent before that."""
+    server = Server(tmp_path, "--trace-exporter", "otlp")
+    server.env.update(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="60000")
+    server.start()
+    trace_id, _, traceparent = client_span()
+    try:
+        client = await Client().connect(server.url)
+        await client.call("list_containers", {"traceparent": traceparent})
+        await client.close()
+        assert not [s for s in receiver.named("list_containers") if s.trace_id == trace_id], "batched, not sent yet"
+    finally:
+        server.stop()
+    assert [s for s in receiver.named("list_containers") if s.trace_id == trace_id], "sent at shutdown"
