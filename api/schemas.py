@@ -11,8 +11,10 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from controller.tracing import TRACEPARENT_RE
+from controller.tracing import parse as parse_traceparent
 from flow_runtime.protocol import CONTROL_PREFIX
 
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$"  # Docker's container name rule (2+ characters)
@@ -37,8 +39,17 @@ AbsolutePath = Annotated[str, StringConstraints(min_length=1, max_length=4096, p
 HostPort = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _real_span(value: str) -> str:
+    if parse_traceparent(value) is None:
+        raise ValueError("a traceparent's trace id and span id may not be all zeros")
+    return value
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # Extension: the client's W3C trace context; the request's span continues it (api/tracing.py).
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_RE), AfterValidator(_real_span)] | None = None
 
 
 class CreateContainer(Request):

@@ -29,12 +29,13 @@ class Child:
 
     def __init__(self, args: list[str], log_path: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.args, self.log_path, self.port, self.extra_env = args, log_path, port, env or {}
+        self.root = ROOT  # the checkout it imports (bench/tracing_cost.py may point it at an older one)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, **self.extra_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **self.extra_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")]))}
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root)
         log.close()
         if self.port is None:
             return

@@ -11,10 +11,14 @@ completes only when the runtime reports it runs the new revision, so
 
 from __future__ import annotations
 
+from opentelemetry import trace
+
 from controller.adapters.docker import DockerAdapter, DockerFailure
 from controller.adapters.links import LinkFailure, LinkManager
 from store import Record
 from store.code import CodeStore
+
+tracer = trace.get_tracer("flow_manager.controller")
 
 
 class CodeDeployer:
@@ -32,6 +36,11 @@ class CodeDeployer:
         return self._copied.get(docker_id or "")
 
     async def deploy(self, record: Record, docker_id: str) -> None:
+        attributes = {"flow.container_id": record.id, "flow.code_revision": record.code_revision or ""}
+        with tracer.start_as_current_span("code.deploy", attributes=attributes):
+            await self._deploy(record, docker_id)
+
+    async def _deploy(self, record: Record, docker_id: str) -> None:
         revision = record.code_revision
         archive = await self.codes.open(revision) if revision else None
         if revision is None or archive is None:

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Mapping, Protocol
 
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from controller import metrics
 from controller.queue import WorkQueue
+from controller.tracing import log_fields
 
 log = logging.getLogger("flow_manager.controller")
 tracer = trace.get_tracer("flow_manager.controller")
@@ -118,28 +120,42 @@ class Loop:
                 self.queue.done(key)
 
     async def process(self, key: str) -> None:
-        """One pass over one key and what follows it (the caller holds the key: see WorkQueue.get)."""
+        """One pass over one key and what follows it (the caller holds the key: see WorkQueue.get).
+
+        The pass has a span (`self.span`, the key as `flow.<key_attribute>`), and its log lines carry the
+        key; what the reconciler decides after a failure belongs to the same span. Its result and duration
+        are counted (controller/metrics.py)."""
         started = time.perf_counter()
-        try:
-            with tracer.start_as_current_span(self.span, attributes={self.key_attribute: key}):
+        attributes = {f"flow.{self.key_attribute}": key}
+        with (
+            tracer.start_as_current_span(self.span, attributes=attributes, record_exception=False) as span,
+            log_fields(event=self.span, **{self.key_attribute: key}),
+        ):
+            try:
                 result = await self.reconciler.reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _count(metrics.RESULT_ERROR, started)
-            retry = self.reconciler.failed(key, exc)
-            if retry.backoff:
-                self.queue.add_after(key, self.backoff.when(key))
-            elif retry.after is not None:
-                self.queue.add_after(key, retry.after)
-            if retry.backoff or retry.after is not None:
-                metrics.WORKQUEUE_RETRIES.add(1)
-            return
-        _count(metrics.RESULT_SUCCESS if result.requeue_after is None else metrics.RESULT_REQUEUE, started)
-        self.backoff.forget(key)
-        self.reconciler.succeeded(key)
-        if result.requeue_after is not None:
-            self.queue.add_after(key, result.requeue_after)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _count(metrics.RESULT_ERROR, started)
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_attributes({"flow.outcome": "error", "error.type": str(getattr(exc, "error_type", type(exc).__name__))})
+                    span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                retry = self.reconciler.failed(key, exc)
+                if retry.backoff:
+                    self.queue.add_after(key, self.backoff.when(key))
+                elif retry.after is not None:
+                    self.queue.add_after(key, retry.after)
+                if retry.backoff or retry.after is not None:
+                    metrics.WORKQUEUE_RETRIES.add(1)
+                return
+            _count(metrics.RESULT_SUCCESS if result.requeue_after is None else metrics.RESULT_REQUEUE, started)
+            if span.is_recording():
+                span.set_attribute("flow.outcome", "ok" if result.requeue_after is None else "requeue")
+            self.backoff.forget(key)
+            self.reconciler.succeeded(key)
+            if result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)
 
 
 def _count(result: dict[str, str], started: float) -> None:

@@ -26,6 +26,7 @@ from controller.memory import Memory
 from controller.observed import Observed
 from controller.orphans import Orphans
 from controller.planner import Act, Action, Plan, plan, primary_of, restart_binding
+from controller.tracing import link_to
 from controller.view import Observations
 from store import ConvergeError, DesiredState, MemoryStore, Record
 
@@ -72,6 +73,8 @@ class ContainerReconciler:
                 self.memory.forget(key)
             return Result(decided.requeue_after)
         self.orphans.claimed(key)
+        if not record.converged:  # this pass works for the request that asked for the generation
+            link_to(record.trace_context, "converges")
         memory, seen = self.memory.of(key), self.view.entry(key)
         new_intent = record.generation != memory.last_generation
         if new_intent:

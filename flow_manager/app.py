@@ -42,6 +42,7 @@ from controller.reconcile import ContainerReconciler
 from controller.status import StatusLoop, StatusReader
 from controller.view import Observations
 from controller.wakeups import Wakeups
+from flow_manager import telemetry
 from flow_manager.config import Settings, default_state_dir
 from flow_manager.observability import enable_metrics
 from flow_manager.security import Security, configure
@@ -302,6 +303,7 @@ class FlowManager:
         if self.docker is not None:
             await self.docker.close()
         self.codes.close()  # removes the temporary directory of --store memory; a state directory stays
+        await telemetry.flush()  # the last spans, the shutdown's included
 
 
 def create_app(settings: Settings, security: Security | None = None) -> Any:

@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import aiodocker
 
 from flow_manager import __version__
-from flow_manager.config import add_arguments, from_namespace
+from flow_manager.config import Settings, add_arguments, from_namespace
+
+if TYPE_CHECKING:
+    from flow_manager.security import Security
 
 
 async def _ensure_image(tag: str, docker_host: str | None, force: bool = False) -> str:
@@ -49,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return check_url(args.url or default_url(ready=args.ready), args.timeout)
 
-    level = getattr(args, "log_level", "info").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from flow_manager import logs
+
+    log_format = getattr(args, "log_format", "text")
+    if log_format not in logs.FORMATS:
+        print(f"flow-manager: unknown --log-format {log_format!r}: one of {', '.join(logs.FORMATS)}", file=sys.stderr)
+        return 2
+    logs.configure(getattr(args, "log_level", "info"), log_format)
 
     if args.command == "build-image":
         try:
@@ -73,13 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from flow_manager import telemetry
 
-    telemetry.configure(settings.trace_exporter)
+    try:
+        telemetry.configure(settings.trace_exporter)
+    except telemetry.TelemetryConfigError as exc:
+        print(f"flow-manager: {exc}", file=sys.stderr)
+        return 2
     if settings.build_image:
         try:
             logging.getLogger("flow_manager").info(asyncio.run(_ensure_image(settings.flow_image, settings.docker_host)))
         except Exception as exc:
             print(f"flow-manager: cannot prepare {settings.flow_image}: {exc}", file=sys.stderr)
             return 1
+    _serve(settings, security)  # the last spans are sent by the app's shutdown (telemetry.flush)
+    return 0
+
+
+def _serve(settings: Settings, security: Security) -> None:
     import uvicorn
 
     from flow_manager.app import create_app
@@ -95,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,  # json: uvicorn's lines too
         lifespan="on",
         ws="websockets",
         ws_max_size=security.transport_ceiling,
         ws_max_queue=8,
     )
-    return 0
 
 
 if __name__ == "__main__":

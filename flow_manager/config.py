@@ -48,6 +48,7 @@ class Settings:
     engine_retry_max: float = 5.0
     trace_exporter: str = "none"
     metrics: bool = True
+    log_format: str = "text"
     loop_monitor_interval: float = 0.02
     log_level: str = "info"
     # -- security: who may connect and what they may ask for (README "Security") --
@@ -101,8 +102,9 @@ HELP = {
     "link_ping_timeout": "seconds without a pong (or without the link) before a running container is unhealthy",
     "orphan_grace": "seconds a container labelled for this instance but without a record is kept before removal",
     "engine_retry_max": "upper bound of the back-off between pings of an unreachable Docker engine",
-    "trace_exporter": "OpenTelemetry spans of reconciles: none or console",
     "metrics": "serve OpenTelemetry metrics for Prometheus at GET /metrics (no token; counts only, no container names or ids)",
+    "trace_exporter": "OpenTelemetry spans (docs/tracing.md): none, console, otlp (HTTP) or otlp-grpc; OTLP reads OTEL_EXPORTER_OTLP_*",
+    "log_format": "text, or json (one object a line with event, container id, trace and span ids)",
     "loop_monitor_interval": "seconds between event-loop lag probes (get_metrics; stalls over 250 ms are logged); 0 disables",
     "log_level": "debug, info, warning or error",
     "token": "shared token clients must send as auth={'token': ...} (prefer the env variable or --token-file)",

@@ -103,6 +103,7 @@ def record_from_json(data: object) -> Record:
         restart_requests=_expect(data.get("restart_requests") or 0, int, "restart_requests"),
         restart_target=target,
         ended_runs=tuple(ended),
+        trace_context=data["trace_context"] if isinstance(data.get("trace_context"), str) else None,
     )
 
 

@@ -134,6 +134,7 @@ class MemoryStore:
         code_path: str | None = None,
         container_id: str | None = None,
         code_revision: str | None = None,
+        trace_context: str | None = None,
     ) -> Record:
         owner = self._by_name.get(spec.name)
         if owner is not None:
@@ -142,7 +143,14 @@ class MemoryStore:
         while container_id in self._intents or container_id in self._records:
             container_id = new_container_id()
         record = Record(
-            id=container_id, spec=spec, desired=desired, generation=1, created_at=time.time(), code_path=code_path, code_revision=code_revision
+            id=container_id,
+            spec=spec,
+            desired=desired,
+            generation=1,
+            created_at=time.time(),
+            code_path=code_path,
+            code_revision=code_revision,
+            trace_context=trace_context,
         )
         self._by_name[spec.name] = container_id
         self._stage(container_id, record)

@@ -100,6 +100,9 @@ class Record:
     #   while the record did not want them running, or already reported as a crash. None of them is ever
     #   (again) a crash, whatever happened to the manager in between.
     ended_runs: tuple[RunKey, ...] = ()
+    # The W3C `traceparent` of the request that asked for this generation (None: tracing off, or the change
+    # came from no traced request). Reconcile spans converging the generation link to it (controller/tracing.py).
+    trace_context: str | None = None
     status: RecordStatus = RecordStatus()
 
     @property

@@ -25,6 +25,7 @@ from api.errors import ApiError, from_validation
 from api.limits import RateLimiter
 from api.metrics import RequestTimings
 from api.policy import PolicyViolation, RequestPolicy
+from api.tracing import RequestSpan
 from controller.adapters.links import LinkManager
 from controller.status import StatusReader
 from controller.view import Observations
@@ -82,6 +83,7 @@ class HandlerBase:
         self._logs = logs  # container logs (reads through the Docker adapter, follows per connection)
         self.operations: frozenset[str] = frozenset()
         self._departed: collections.OrderedDict[str, str] = collections.OrderedDict()  # sid -> its session
+        self._client_traces: dict[str, str] = {}  # sid -> the traceparent it connected with (api/tracing.py)
 
     @property
     def logs(self) -> ContainerLogs:
@@ -117,17 +119,20 @@ class HandlerBase:
     def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
             started, outcome = time.perf_counter(), "cancelled"
+            data = args[0] if args else None
+            reference = data.get("container_id") if isinstance(data, dict) else None
+            reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
+            traceparent = data.get("traceparent") if isinstance(data, dict) else None
             try:
-                result = await answer(sid, *args)
+                with RequestSpan(operation, reference, traceparent, self._client_traces.get(sid)) as span:
+                    result = await answer(sid, span, reference, *args)
                 outcome = result["error_type"] if result.get("error") is True else "ok"
                 return result
             finally:
                 self.timings.record(operation, time.perf_counter() - started, outcome)
 
-        async def answer(sid: str, *args: Any) -> dict[str, Any]:
+        async def answer(sid: str, span: RequestSpan, reference: str | None, *args: Any) -> dict[str, Any]:
             data = args[0] if args else None
-            reference = data.get("container_id") if isinstance(data, dict) else None
-            reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
             try:
                 throttled = self._throttled(sid)
                 if throttled is not None:
@@ -146,8 +151,12 @@ class HandlerBase:
                 log.exception("%s failed", operation)
                 error = ApiError("system_error", f"internal error: {type(exc).__name__}")
             else:
+                span.succeeded()
+                log.debug("%s answered", operation)
                 await self.broadcaster.emitter.emit(route.response, payload, to=sid)
                 return payload
+            span.failed(error.error_type, error.message)
+            log.debug("%s answered %s", operation, error.error_type)
             failure = error.payload(operation, reference)
             await self.broadcaster.emitter.emit("error", failure, to=sid)
             return failure

@@ -15,6 +15,7 @@ import socketio
 from api import payloads
 from api.errors import ApiError
 from api.handlers.base import HandlerBase
+from controller.tracing import parse
 
 log = logging.getLogger("flow_manager.api")
 DEPARTED_REMEMBERED = 4096  # sids that left recently, with their Engine.IO session (for requests still in flight)
@@ -33,6 +34,9 @@ class ConnectionHandlers(HandlerBase):
             log.warning("refused a connection from %s: %s", client[0], refusal)
             raise socketio.exceptions.ConnectionRefusedError(refusal)
         self.broadcaster.clients.add(sid)
+        traceparent = auth.get("traceparent") if isinstance(auth, dict) else None
+        if isinstance(traceparent, str) and parse(traceparent) is not None:  # continued by each request (api/tracing.py)
+            self._client_traces[sid] = traceparent
         engine = payloads.engine_status(self.view.engine_status())
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
 
@@ -45,6 +49,7 @@ class ConnectionHandlers(HandlerBase):
         self.broadcaster.forget(sid)
         if self._logs is not None:
             await self._logs.forget(sid)
+        self._client_traces.pop(sid, None)
         session = self._session(sid)
         self._departed[sid] = session  # its requests already dispatched still count against that connection
         while len(self._departed) > DEPARTED_REMEMBERED:

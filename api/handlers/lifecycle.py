@@ -16,6 +16,7 @@ from api import payloads
 from api.errors import ApiError
 from api.handlers.base import HandlerBase
 from api.schemas import ContainerRef, CreateContainer, UpdateContainer
+from controller.tracing import current_traceparent
 from store import ContainerSpec, DesiredState, NameInUse, Record, UnknownContainer
 from store.code import CodeError, CodeSnapshot
 from store.durability import NotDurable
@@ -55,8 +56,9 @@ class LifecycleHandlers(HandlerBase):
         return current
 
     def _intent(self, record: Record, **changes: Any) -> Record:
+        """A new generation of intent, carrying this request's trace context (or none: an older one must go)."""
         try:
-            return self.store.update(record.id, **changes)
+            return self.store.update(record.id, trace_context=current_traceparent(), **changes)
         except UnknownContainer:  # removed since it was resolved (a handler that awaited in between)
             raise ApiError("container_not_found", f"no managed container {record.id!r}", container_id=record.id) from None
 
@@ -125,7 +127,12 @@ class LifecycleHandlers(HandlerBase):
             self.policy.no_nesting(admitted.requested, self._bind_sources())  # and their bind sources
             self.policy.ports_free(request.ports, self._published())  # and their ports
             record = self.store.create(
-                spec, DesiredState.CREATED, container_id=container_id, code_path=request.code_path, code_revision=code.revision if code else None
+                spec,
+                DesiredState.CREATED,
+                container_id=container_id,
+                code_path=request.code_path,
+                code_revision=code.revision if code else None,
+                trace_context=current_traceparent(),
             )
         except NameInUse as exc:
             await self._prune_code()

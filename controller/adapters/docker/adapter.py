@@ -19,7 +19,7 @@ import aiodocker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from controller import labels, metrics
-from controller.adapters.docker import logs
+from controller.adapters.docker import logs, tracing
 from controller.adapters.docker.failures import DockerFailure, _docker_message, classify, is_transient
 from controller.adapters.docker.index import ContainerIndex
 from controller.observed import Listed, Observed
@@ -62,7 +62,7 @@ class DockerAdapter:
                 wait=wait_exponential(multiplier=0.05, max=1.0),
                 reraise=True,
             ):
-                with attempt:
+                with attempt, tracing.operation(operation):
                     result = await call()
                     outcome = "ok"
                     return result
@@ -80,7 +80,8 @@ class DockerAdapter:
 
     async def ping(self) -> None:
         """One cheap round trip (no retries): the engine watch decides what a failure means."""
-        await self.docker.version()
+        with tracing.operation("ping"):
+            await self.docker.version()
 
     # -- reading -------------------------------------------------------------
     async def inspect(self, docker_id: str) -> Observed | None:
@@ -162,7 +163,8 @@ class DockerAdapter:
     # -- acting --------------------------------------------------------------
     async def pull(self, image: str) -> None:
         try:
-            await self.docker.images.pull(image, timeout=120)
+            with tracing.operation("pull_image"):
+                await self.docker.images.pull(image, timeout=120)
         except Exception as exc:
             raise DockerFailure(
                 "image_not_found",
@@ -236,7 +238,8 @@ class DockerAdapter:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Docker's event stream for our containers; ends when the daemon goes away."""
         subscriber = self.docker.events.subscribe(create_task=False)  # one stream: ours, filtered
-        runner = asyncio.create_task(self.docker.events.run(filters={"type": ["container"], **labels.managed_filter(self.instance)}))
+        with tracing.operation("events"):  # the task takes the context as it is now
+            runner = asyncio.create_task(self.docker.events.run(filters={"type": ["container"], **labels.managed_filter(self.instance)}))
         self.index.follow()
         try:
             while True:

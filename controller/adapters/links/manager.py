@@ -18,6 +18,10 @@ import asyncio
 from pathlib import Path
 from typing import Any, Callable
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from controller import tracing
 from controller.adapters.links import handshake, liveness, server, setup, wire
 from controller.adapters.links.link import DEFAULT_BYTE_RATE, Link
 from controller.events import EventSink
@@ -25,6 +29,8 @@ from controller.health import LinkProbe
 from flow_runtime.framing import DEFAULT_MAX_FRAME
 from flow_runtime.protocol import LINK_DIR, LINK_ENV, LINK_PATH, is_control
 from store import Record
+
+tracer = trace.get_tracer("flow_manager.links")
 
 
 class LinkManager:
@@ -142,7 +148,8 @@ class LinkManager:
     # -- traffic -------------------------------------------------------------------
     async def send(self, container_id: str, message: dict[str, Any]) -> None:
         """Hand one frame to the container's link (wire.send: returning means the kernel has it all)."""
-        await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
+        with tracing.span(tracer, "link.send", {"flow.container_id": container_id}, SpanKind.PRODUCER):
+            await wire.send(self.links.get(container_id), message, self.max_frame, self.send_timeout)
         if not is_control(message.get("command")):  # a reload is the manager's own frame, not a message
             self.messages_sent += 1
 
