@@ -41,7 +41,8 @@ class Emitter:
             await self.sio.eio.send_packet(eio_sid, frame)
 
     def backlogs(self) -> dict[str, int]:
-        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
+        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send);
+        a queue bounded in bytes (api.client_queue) counts large frames as more.
 
         Reads python-engineio's per-client queues; empty if those internals ever differ.
         """
@@ -51,5 +52,6 @@ class Emitter:
             queue = getattr(socket, "queue", None)
             sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
             if queue is not None and sid is not None:
-                result[sid] = queue.qsize()
+                backlog = getattr(queue, "backlog", None)
+                result[sid] = backlog() if backlog is not None else queue.qsize()
         return result

@@ -11,9 +11,13 @@ from typing import Any
 import socketio
 
 from api import engineio_tuning
+from api.admission import SessionGuard
 from api.broadcast import Broadcaster
+from api.client_queue import QueueBudget
 from api.diagnostics import GcMonitor, LoopMonitor
 from api.handlers import ApiSettings, Handlers, Route
+from api.inflight import InFlight
+from api.limits import RateLimiter
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
@@ -57,7 +61,17 @@ class FlowManager:
             engineio_logger=False,
             serializer=JsonFirstPacket,
             max_http_buffer_size=self.security.transport_ceiling,
+            transports=["polling", "websocket"] if settings.allow_polling else ["websocket"],
         )
+        self.queues = QueueBudget(self.sio.eio, settings.client_queue_bytes)
+        self.queues.install()
+        self.admission = SessionGuard(
+            self.sio.eio,
+            timeout=settings.auth_timeout,
+            max_unauthenticated=settings.max_unauthenticated,
+            max_per_source=settings.max_unauthenticated_per_source,
+        )
+        self.admission.install()
         self.app = PacketGate(
             socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
             limit=settings.max_request_bytes,
@@ -185,7 +199,11 @@ class FlowManager:
             limiter=self.security.limiter(s),
             timings=timings,
             extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
+            admission=self.admission,
+            source_limiter=RateLimiter(s.source_rate_limit, s.source_rate_burst),
+            in_flight=InFlight(s.max_requests_in_flight_per_connection, s.max_requests_in_flight),
         ).register()
+        self.admission.start()
         self.loop_monitor.start()
         self.gc_monitor.start()
         if self.store.journal is not None:
@@ -230,6 +248,7 @@ class FlowManager:
         return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []
 
     async def shutdown(self) -> None:
+        await self.admission.stop()
         self.loop_monitor.stop()
         self.gc_monitor.stop()
         for part in (self.status_loop, self.loop, self.broadcaster):

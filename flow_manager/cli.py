@@ -62,15 +62,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     import uvicorn
 
+    from flow_manager import listener
     from flow_manager.app import create_app
 
+    listener.keep_large_buffers_returnable()
+    limits = listener.ConnectionLimits(
+        total=listener.raise_file_limit(settings.max_connections, settings.reserved_fds),
+        per_source=settings.max_connections_per_source,
+        handshake_timeout=settings.handshake_timeout,
+    )
     uvicorn.run(
         create_app(settings, security),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
-        ws="websockets",
+        http=listener.http_protocol(limits),
+        ws=listener.websocket_protocol(limits),
         ws_max_size=security.transport_ceiling,
         ws_max_queue=8,
     )

@@ -32,6 +32,8 @@ class ConnectionHandlers(HandlerBase):
             client = (environ.get("asgi.scope") or {}).get("client") or ("?", 0)
             log.warning("refused a connection from %s: %s", client[0], refusal)
             raise socketio.exceptions.ConnectionRefusedError(refusal)
+        if self.admission is not None:
+            self.admission.authenticated(self._session(sid))
         self.broadcaster.clients.add(sid)
         engine = payloads.engine_status(self.view.engine_status())
         await self.sio.emit("connected", {"message": "Connected to Flow Manager", "sid": sid, "engine": engine}, to=sid)
