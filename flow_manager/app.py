@@ -240,6 +240,14 @@ class FlowManager:
             "queue": {"pending": self.queue.pending() if self.queue else 0},
             "docker_calls": dict(self.docker.calls) if self.docker else {},
             "clients": len(self.broadcaster.clients) if self.broadcaster else 0,
+            # what the availability limits refused or dropped (README "Limitations")
+            "sessions": {
+                "unauthenticated": len(self.admission.pending),
+                "refused": self.admission.refused,
+                "expired": self.admission.expired,
+                "dropped_slow": self.queues.drops,
+                "queued_bytes": self.queues.queued_bytes(),
+            },
             # whether intent can be made durable; null with --store memory
             "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None,
         }
