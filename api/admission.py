@@ -21,7 +21,9 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
+
+from engineio import AsyncServer
 
 from api.client_queue import end_session
 
@@ -29,15 +31,16 @@ log = logging.getLogger("flow_manager.api")
 SWEEP_EVERY = 0.25  # seconds between looks for sessions past their deadline
 
 
-def source_of(environ: dict[str, Any]) -> str:
+def source_of(environ: dict[str, object]) -> str:
     """The peer address of a request (ASGI scope's client); "?" when the server did not say."""
-    client = (environ.get("asgi.scope") or {}).get("client")
+    scope = environ.get("asgi.scope")
+    client = scope.get("client") if isinstance(scope, dict) else None
     return str(client[0]) if client else "?"
 
 
 class SessionGuard:
     def __init__(
-        self, eio: Any, *, timeout: float, max_unauthenticated: int, max_per_source: int, clock: Callable[[], float] = time.monotonic
+        self, eio: AsyncServer, *, timeout: float, max_unauthenticated: int, max_per_source: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.eio, self.timeout, self.clock = eio, timeout, clock
         self.max_unauthenticated, self.max_per_source = max_unauthenticated, max_per_source
@@ -49,15 +52,15 @@ class SessionGuard:
 
     def install(self) -> None:
         """Wrap the connect and disconnect handlers python-socketio registered with python-engineio."""
-        handlers: dict[str, Callable[..., Awaitable[Any]]] = self.eio.handlers
+        handlers: dict[str, Callable[..., Awaitable[object]]] = self.eio.handlers
         connect, disconnect = handlers["connect"], handlers["disconnect"]
 
-        async def on_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
+        async def on_connect(eio_sid: str, environ: dict[str, object]) -> object:
             if not self.admit(eio_sid, source_of(environ)):
                 return False
             return await connect(eio_sid, environ)
 
-        async def on_disconnect(eio_sid: str, *args: Any) -> Any:
+        async def on_disconnect(eio_sid: str, *args: object) -> object:
             self.forget(eio_sid)
             return await disconnect(eio_sid, *args)
 

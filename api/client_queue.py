@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable
+from typing import Callable, TypeAlias
 
+from engineio import AsyncServer, async_socket
 from engineio import packet as engineio_packet
 
 from api.errors import error_payload
@@ -49,7 +50,10 @@ def drop_notice(limit: int, queued: int) -> engineio_packet.Packet:
     return engineio_packet.Packet(engineio_packet.MESSAGE, data="2" + json.dumps(["error", error], separators=(",", ":")))
 
 
-class ClientQueue(asyncio.Queue[Any]):
+Item: TypeAlias = engineio_packet.Packet | None  # None: the writer's end-of-stream marker
+
+
+class ClientQueue(asyncio.Queue[Item]):
     """One session's send queue: unbounded in packets like python-engineio's, bounded in bytes."""
 
     def __init__(self, limit: int, on_drop: Callable[["ClientQueue"], None]) -> None:
@@ -58,7 +62,7 @@ class ClientQueue(asyncio.Queue[Any]):
         self.bytes = 0
         self.dropped = False
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: Item) -> None:
         if item is None:  # the writer's end-of-stream marker
             super().put_nowait(item)
             return
@@ -71,7 +75,7 @@ class ClientQueue(asyncio.Queue[Any]):
         self.bytes += size
         super().put_nowait(item)
 
-    def get_nowait(self) -> Any:  # get() takes its item through get_nowait() too
+    def get_nowait(self) -> Item:  # get() takes its item through get_nowait() too
         item = super().get_nowait()
         if item is not None:
             self.bytes = max(0, self.bytes - packet_bytes(item))
@@ -97,7 +101,7 @@ class ClientQueue(asyncio.Queue[Any]):
 class QueueBudget:
     """Installs ClientQueue as python-engineio's queue and closes the sessions whose queue overflowed."""
 
-    def __init__(self, eio: Any, limit: int) -> None:
+    def __init__(self, eio: AsyncServer, limit: int) -> None:
         self.eio, self.limit = eio, limit
         self.drops = 0
         self._closing: set[asyncio.Task[None]] = set()
@@ -120,11 +124,11 @@ class QueueBudget:
                 task.add_done_callback(self._closing.discard)
                 return
 
-    async def _close(self, socket: Any) -> None:
+    async def _close(self, socket: async_socket.AsyncSocket) -> None:
         await end_session(socket, "client too slow")
 
 
-async def end_session(socket: Any, reason: str) -> None:
+async def end_session(socket: async_socket.AsyncSocket, reason: str) -> None:
     """Close an Engine.IO session without waiting for its queue to drain (it may never): the disconnect handlers
     run now, the client is sent Engine.IO's close, and a websocket writer is told to finish (it then closes the
     websocket), so the connection ends even when the client never sends another byte."""
