@@ -20,8 +20,9 @@ from tests.integration.harness import Client, Server
 from tests.integration.test_links import rss_mb
 
 ATTACKER = "127.0.0.2"
-# The well-behaved client's list_containers p99 while an attack runs beside it, on this shared 2-core machine.
-LATENCY_BUDGET = 0.25  # seconds
+# The well-behaved client's list_containers p99 while an attack runs beside it: 250 ms, or on a machine busy
+# with other work 4x the p99 of the same requests just before the attack, and never over 1 s.
+LATENCY_BUDGET, LOADED_FACTOR, LATENCY_CEILING = 0.25, 4.0, 1.0  # seconds, -, seconds
 RSS_BUDGET = 200.0  # MB above the manager's RSS before the attack, at any time during it
 RSS_AFTER = 60.0  # MB above that baseline once the attack is over
 
@@ -39,9 +40,22 @@ class Watch:
         assert server.proc is not None
         self.baseline = rss_mb(server.proc.pid)
         self.latencies: list[float] = []
+        self.calm: list[float] = []  # calibrate(): latencies without the attack
         self.rss: list[float] = []
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    async def calibrate(self, seconds: float = 1.0) -> "Watch":
+        """The same requests without the attack, on this machine now: the budget allows for a loaded machine."""
+        for _ in range(int(seconds / 0.05)):
+            started = time.monotonic()
+            await self.client.call("list_containers", {}, timeout=10)
+            self.calm.append(time.monotonic() - started)
+            await asyncio.sleep(0.05)
+        return self
+
+    def budget(self) -> float:
+        return min(LATENCY_CEILING, max(LATENCY_BUDGET, LOADED_FACTOR * p99(self.calm))) if self.calm else LATENCY_BUDGET
 
     def start(self) -> "Watch":
         self._task = asyncio.create_task(self._run())
@@ -66,13 +80,13 @@ class Watch:
     def report(self, what: str) -> str:
         return (
             f"{what}: {len(self.latencies)} list_containers, p99 {p99(self.latencies) * 1000:.0f} ms, "
-            f"max {max(self.latencies) * 1000:.0f} ms; RSS {self.baseline:.0f} -> peak {max(self.rss):.0f} MB"
+            f"max {max(self.latencies) * 1000:.0f} ms (budget {self.budget() * 1000:.0f} ms); RSS {self.baseline:.0f} -> peak {max(self.rss):.0f} MB"
         )
 
     def check(self, what: str) -> None:
         print("\n" + self.report(what))
         assert self.latencies, "the well-behaved client was measured"
-        assert p99(self.latencies) <= LATENCY_BUDGET, self.report(what)
+        assert p99(self.latencies) <= self.budget(), self.report(what)
 
 
 async def rss_returns(server: Server, baseline: float, timeout: float = 20.0) -> float:

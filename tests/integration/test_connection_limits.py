@@ -95,7 +95,7 @@ async def test_idle_connections_are_capped_and_closed(guarded: Server):
 
 async def test_unauthenticated_sessions_are_capped_and_expire(guarded: Server):
     calm = await Client().connect(guarded.url, auth={"token": TOKEN})
-    watch = Watch(calm, guarded).start()
+    watch = (await Watch(calm, guarded).calibrate()).start()
     opened: list[websockets.asyncio.client.ClientConnection] = []
     refused = 0
     try:

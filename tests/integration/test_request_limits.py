@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections import Counter
 from typing import Iterator
 
 import aiodocker
 import pytest
-from websockets.asyncio.client import ClientConnection
 
-from tests.integration.abuse import Watch, raw_session, rss_returns
+from tests.integration.abuse import Watch, rss_returns
 from tests.integration.harness import Client, Server, unique_name
 from tests.integration.test_hostile_containers import HOSTILE
 
@@ -56,45 +56,30 @@ async def test_requests_beyond_the_in_flight_bound_are_refused_not_queued(limite
         await client.close()
 
 
-async def attacker(ws: ClientConnection, cid: str, stop: asyncio.Event, answers: Counter[str]) -> None:
-    """One connection sending get_container_status at ATTACK_RATE (within its own limit), reading every answer."""
-
-    async def read() -> None:
-        async for frame in ws:
-            text = str(frame)
-            if text.startswith('42["error"'):
-                answers[json.loads(text[2:])[1]["details"].get("limit") or "error"] += 1
-            elif text.startswith('42["container_status"'):
-                answers["answered"] += 1
-
-    reader = asyncio.create_task(read())
-    request = "42" + json.dumps(["get_container_status", {"container_id": cid}])
-    try:
-        while not stop.is_set():
-            await ws.send(request)
-            await asyncio.sleep(1 / ATTACK_RATE)
-    finally:
-        await ws.close()
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-
-
 async def test_many_connections_from_one_address_leave_others_their_latency(limited: Server):
     calm = await Client().connect(limited.url)
     created = await calm.call("create_container", {"image": "flow:latest", "name": unique_name("target")})
     cid = created["container_id"]
-    sessions = [await raw_session(limited) for _ in range(ATTACK_CONNECTIONS)]
-    watch = Watch(calm, limited).start()
-    stop, answers = asyncio.Event(), Counter[str]()
-    attacks = [asyncio.create_task(attacker(ws, cid, stop, answers)) for ws in sessions]
+    watch = await Watch(calm, limited).calibrate()  # before the attack
+    flood = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.request_flood",
+        *map(str, (limited.port, cid, ATTACK_CONNECTIONS, ATTACK_RATE, ATTACK_SECONDS)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert flood.stdout is not None
+    assert (await asyncio.wait_for(flood.stdout.readline(), 60)).strip() == b"ready"
+    watch.start()
     started = time.monotonic()
     try:
-        await asyncio.sleep(ATTACK_SECONDS)  # the attack's length: the watch measures meanwhile
+        out, _ = await asyncio.wait_for(flood.communicate(), ATTACK_SECONDS + 60)
     finally:
-        stop.set()
-        await asyncio.gather(*attacks, return_exceptions=True)
         await watch.stop()
+        if flood.returncode is None:
+            flood.kill()
     elapsed = time.monotonic() - started
+    answers = Counter(json.loads(out.decode().strip().splitlines()[-1]))
     print(f"\nattack: {sum(answers.values()) / elapsed:.0f} answers/s over {elapsed:.1f} s: {dict(answers)}")
     watch.check(f"{ATTACK_CONNECTIONS} connections x {ATTACK_RATE}/s get_container_status from one address")
     assert answers["source_rate_limit"] > 0, answers  # the address's limit refused the excess

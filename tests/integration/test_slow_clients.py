@@ -52,7 +52,7 @@ async def flooding(client: Client) -> str:
 async def test_a_websocket_client_that_stops_reading_is_dropped_and_told_why(slow: Server, calm: Client):
     stalled = stalled_websocket(slow)  # from now on it reads nothing from its socket (until the end)
     await wait_until(lambda: clients_connected(calm), 10, what="both clients connected", until=lambda n: n == 2)
-    watch = Watch(calm, slow).start()
+    watch = (await Watch(calm, slow).calibrate()).start()
     flooder = await flooding(calm)
     try:
         await wait_until(lambda: clients_connected(calm), 45, what="the stalled client dropped", until=lambda n: n == 1, interval=0.5)
@@ -96,7 +96,7 @@ async def test_a_polling_client_that_only_pongs_is_dropped(slow: Server, calm: C
                 await asyncio.sleep(1)
 
         ponger = asyncio.create_task(pong_forever())
-        watch = Watch(calm, slow).start()
+        watch = (await Watch(calm, slow).calibrate()).start()
         flooder = await flooding(calm)
         try:
             await wait_until(lambda: clients_connected(calm), 45, what="the polling client dropped", until=lambda n: n == 1, interval=0.5)
