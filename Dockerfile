@@ -36,7 +36,7 @@ WORKDIR /var/lib/flow-manager
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python3", "-c", "import os,sys,urllib.request; r=urllib.request.urlopen('http://127.0.0.1:%s/socket.io/?EIO=4&transport=polling' % os.environ.get('FLOW_MANAGER_PORT','8000'), timeout=4); sys.exit(0 if r.status==200 else 1)"]
+  CMD ["python3", "-m", "flow_manager", "healthcheck"]
 ENTRYPOINT ["python3", "-m", "flow_manager"]
 CMD ["serve"]
 # RUNTIME end

@@ -48,7 +48,8 @@ class Emitter:
         return queue.qsize() if queue is not None else 0
 
     def backlogs(self) -> dict[str, int]:
-        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send).
+        """Frames waiting in each client's Engine.IO queue, by Socket.IO sid (a client reading slower than we send);
+        a queue bounded in bytes (api.client_queue) counts large frames as more.
 
         Reads python-engineio's per-client queues; empty if those internals ever differ.
         """
@@ -58,5 +59,6 @@ class Emitter:
             queue = getattr(socket, "queue", None)
             sid = self.sio.manager.sid_from_eio_sid(eio_sid, self.namespace)
             if queue is not None and sid is not None:
-                result[sid] = queue.qsize()
+                backlog = getattr(queue, "backlog", None)
+                result[sid] = backlog() if backlog is not None else queue.qsize()
         return result

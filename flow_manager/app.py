@@ -12,13 +12,17 @@ from typing import Any
 import socketio
 
 from api import engineio_tuning
+from api.admission import SessionGuard
 from api.broadcast import Broadcaster
+from api.client_queue import QueueBudget
 from api.container_logs import ContainerLogs
 from api.diagnostics import GcMonitor, LoopMonitor
 from api.diagnostics.figures import Figures
 from api.handlers import ApiSettings, Handlers, Route
 from api.health import Liveness, Readiness
 from api.http_routes import HttpRoutes
+from api.inflight import InFlight
+from api.limits import RateLimiter
 from api.metrics import Metrics, RequestTimings
 from api.packet_gate import PacketGate
 from api.packets import JsonFirstPacket
@@ -66,7 +70,17 @@ class FlowManager:
             engineio_logger=False,
             serializer=JsonFirstPacket,
             max_http_buffer_size=self.security.transport_ceiling,
+            transports=["polling", "websocket"] if settings.allow_polling else ["websocket"],
         )
+        self.queues = QueueBudget(self.sio.eio, settings.client_queue_bytes)
+        self.queues.install()
+        self.admission = SessionGuard(
+            self.sio.eio,
+            timeout=settings.auth_timeout,
+            max_unauthenticated=settings.max_unauthenticated,
+            max_per_source=settings.max_unauthenticated_per_source,
+        )
+        self.admission.install()
         gate = PacketGate(
             socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
             limit=settings.max_request_bytes,
@@ -226,7 +240,11 @@ class FlowManager:
             timings=timings,
             extensions={"get_metrics": Route("metrics", GetMetrics, metrics.get_metrics, body_optional=True)},
             logs=self.logs,
+            admission=self.admission,
+            source_limiter=RateLimiter(s.source_rate_limit, s.source_rate_burst),
+            in_flight=InFlight(s.max_requests_in_flight_per_connection, s.max_requests_in_flight),
         ).register()
+        self.admission.start()
         self.loop_monitor.start()
         self.gc_monitor.start()
         if self.store.journal is not None:
@@ -278,6 +296,14 @@ class FlowManager:
             "queue": {"pending": figures.queue_depth()},
             "docker_calls": dict(self.docker.calls) if self.docker else {},
             "clients": figures.clients(),
+            # what the availability limits refused or dropped (README "Limitations")
+            "sessions": {
+                "unauthenticated": len(self.admission.pending),
+                "refused": self.admission.refused,
+                "expired": self.admission.expired,
+                "dropped_slow": self.queues.drops,
+                "queued_bytes": self.queues.queued_bytes(),
+            },
             # whether intent can be made durable; null with --store memory
             "journal": self.store.journal.health.snapshot() if self.store.journal is not None else None,
             # the orphan reports, also for clients that were not connected when they were made (start-up)
@@ -289,6 +315,7 @@ class FlowManager:
 
     async def shutdown(self) -> None:
         self.serving = False  # /readyz says so at once
+        await self.admission.stop()
         self.loop_monitor.stop()
         self.gc_monitor.stop()
         if self.logs is not None:

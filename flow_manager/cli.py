@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             print(f"flow-manager: cannot prepare {settings.flow_image}: {exc}", file=sys.stderr)
             return 1
-    _serve(settings, security)  # the last spans are sent by the app's shutdown (telemetry.flush)
-    return 0
+    return _serve(settings, security)  # the last spans are sent by the app's shutdown (telemetry.flush)
 
 
-def _serve(settings: Settings, security: Security) -> None:
+def _serve(settings: Settings, security: Security) -> int:
     import uvicorn
 
+    from flow_manager import listener
     from flow_manager.app import create_app
     from store.durability import StateDirError
 
@@ -108,6 +108,12 @@ def _serve(settings: Settings, security: Security) -> None:
     except StateDirError as exc:  # read-only or not ours: a clear line, not a traceback
         print(f"flow-manager: {exc}", file=sys.stderr)
         return 2
+    listener.keep_large_buffers_returnable()
+    limits = listener.ConnectionLimits(
+        total=listener.raise_file_limit(settings.max_connections, settings.reserved_fds),
+        per_source=settings.max_connections_per_source,
+        handshake_timeout=settings.handshake_timeout,
+    )
     uvicorn.run(
         app,
         host=settings.host,
@@ -115,10 +121,12 @@ def _serve(settings: Settings, security: Security) -> None:
         log_level=settings.log_level,
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,  # json: uvicorn's lines too
         lifespan="on",
-        ws="websockets",
+        http=listener.http_protocol(limits),
+        ws=listener.websocket_protocol(limits),
         ws_max_size=security.transport_ceiling,
         ws_max_queue=8,
     )
+    return 0
 
 
 if __name__ == "__main__":

@@ -72,6 +72,20 @@ class Settings:
     max_request_bytes: int = 2 << 20
     client_rate_limit: float = 200.0
     client_rate_burst: int = 400
+    # -- availability: what one client, address or connection may cost (README "Limitations") --
+    allow_polling: bool = False
+    max_connections: int = 1024
+    max_connections_per_source: int = 256
+    reserved_fds: int = 512
+    handshake_timeout: float = 10.0
+    auth_timeout: float = 10.0
+    max_unauthenticated: int = 256
+    max_unauthenticated_per_source: int = 32
+    client_queue_bytes: int = 16 << 20
+    source_rate_limit: float = 1000.0
+    source_rate_burst: int = 2000
+    max_requests_in_flight: int = 512
+    max_requests_in_flight_per_connection: int = 32
 
 
 HELP = {
@@ -127,6 +141,19 @@ HELP = {
     "max_request_bytes": "largest Socket.IO request; a larger one answers validation_error",
     "client_rate_limit": "requests per second one client may send (sustained); 0 disables",
     "client_rate_burst": "requests one client may send in a burst above the sustained rate",
+    "allow_polling": "accept Engine.IO long-polling too (browsers without websockets); off: websocket only",
+    "max_connections": "TCP connections held at most; more are closed when accepted",
+    "max_connections_per_source": "TCP connections held at most from one address",
+    "reserved_fds": "file descriptors kept free of client connections for the journal, links and Docker",
+    "handshake_timeout": "seconds a new connection has to send its request headers before it is closed",
+    "auth_timeout": "seconds a session has to complete the Socket.IO connect with a valid token",
+    "max_unauthenticated": "sessions waiting to authenticate at most; more are refused",
+    "max_unauthenticated_per_source": "sessions waiting to authenticate at most from one address",
+    "client_queue_bytes": "bytes queued for one client at most; a client that falls further behind is disconnected",
+    "source_rate_limit": "requests per second all connections from one address may send; 0 disables",
+    "source_rate_burst": "requests one address may send in a burst above its sustained rate",
+    "max_requests_in_flight": "requests being answered at once, all clients together; more answer system_error",
+    "max_requests_in_flight_per_connection": "requests being answered at once for one connection; more answer system_error",
 }
 
 

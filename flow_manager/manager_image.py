@@ -65,12 +65,9 @@ PLATFORM_ARGS = (
     "linux_x86_64",
 )
 
-# Probes the Socket.IO handshake until the health endpoints of the observability issue exist.
-HEALTH_PROBE = (
-    "import os,sys,urllib.request; "
-    "r=urllib.request.urlopen('http://127.0.0.1:%s/socket.io/?EIO=4&transport=polling' "
-    "% os.environ.get('FLOW_MANAGER_PORT','8000'), timeout=4); sys.exit(0 if r.status==200 else 1)"
-)
+# The manager's own liveness endpoint (/healthz, through `flow-manager healthcheck`, which finds the port in
+# FLOW_MANAGER_PORT); the Socket.IO handshake would fail with long-polling off, the default.
+HEALTH_COMMAND = '["python3", "-m", "flow_manager", "healthcheck"]'
 
 DEPS_DOCKERFILE = f"""\
 FROM {{base}}
@@ -92,7 +89,7 @@ WORKDIR {STATE_DIR}
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \\
-  CMD ["python3", "-c", "{HEALTH_PROBE}"]
+  CMD {HEALTH_COMMAND}
 ENTRYPOINT ["python3", "-m", "flow_manager"]
 CMD ["serve"]
 """

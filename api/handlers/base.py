@@ -18,10 +18,12 @@ from typing import Any, Awaitable, Callable
 import socketio
 from pydantic import BaseModel, ValidationError
 
+from api.admission import SessionGuard
 from api.auth import ConnectAuth
 from api.broadcast import Broadcaster
 from api.container_logs import ContainerLogs
 from api.errors import ApiError, from_validation
+from api.inflight import InFlight
 from api.limits import RateLimiter
 from api.metrics import RequestTimings
 from api.policy import PolicyViolation, RequestPolicy
@@ -71,6 +73,9 @@ class HandlerBase:
         timings: RequestTimings | None = None,
         extensions: dict[str, Route] | None = None,
         logs: ContainerLogs | None = None,
+        admission: SessionGuard | None = None,
+        source_limiter: RateLimiter | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.sio, self.store, self.reader, self.broadcaster, self.settings = sio, store, reader, broadcaster, settings
         self.view = view  # what the controller last observed: the only part of the controller requests read
@@ -79,6 +84,9 @@ class HandlerBase:
         self.auth = auth or ConnectAuth()
         self.limiter = limiter or RateLimiter(rate=0, burst=1)
         self.timings = timings or RequestTimings()
+        self.admission = admission  # sessions waiting to authenticate, and every session's source address
+        self.source_limiter = source_limiter or RateLimiter(rate=0, burst=1)  # keyed by source address
+        self.in_flight = in_flight or InFlight(0, 0)
         self.extensions = extensions or {}  # further request events served by other parts (get_metrics)
         self._logs = logs  # container logs (reads through the Docker adapter, follows per connection)
         self.operations: frozenset[str] = frozenset()
@@ -105,9 +113,10 @@ class HandlerBase:
         return failure
 
     def _throttled(self, sid: str) -> ApiError | None:
-        wait = self.limiter.take(self._session(sid))
+        session = self._session(sid)
+        wait = self.limiter.take(session)
         if not wait:
-            return None
+            return self._source_throttled(session)
         return ApiError(
             "system_error",
             f"too many requests: this client may send {self.limiter.rate:g} per second (bursts of {self.limiter.burst}); retry in {wait:.2f} s",
@@ -115,25 +124,51 @@ class HandlerBase:
             retry_after=math.ceil(wait * 1000) / 1000,
         )
 
+    def _source_throttled(self, session: str) -> ApiError | None:
+        """The limit shared by every connection from one address (many connections, one attacker)."""
+        source = self.admission.source(session) if self.admission is not None else "?"
+        wait = self.source_limiter.take(source)
+        if not wait:
+            return None
+        return ApiError(
+            "system_error",
+            f"too many requests from this address: {self.source_limiter.rate:g} per second over all its connections; retry in {wait:.2f} s",
+            limit="source_rate_limit",
+            retry_after=math.ceil(wait * 1000) / 1000,
+        )
+
+    def _busy(self, limit: str) -> ApiError:
+        maximum = self.in_flight.total if limit == "max_requests_in_flight" else self.in_flight.per_connection
+        scope = "in all" if limit == "max_requests_in_flight" else "on this connection"
+        return ApiError(
+            "system_error", f"too many requests in flight {scope} (at most {maximum}); retry once one is answered", limit=limit, max=maximum
+        )
+
     # -- the one path every request takes ------------------------------------------
     def _route(self, operation: str, route: Route) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handler(sid: str, *args: Any) -> dict[str, Any]:
             started, outcome = time.perf_counter(), "cancelled"
+            session = self._session(sid)
+            refused = self.in_flight.enter(session)  # past the bound: refused at once, never queued
             data = args[0] if args else None
             reference = data.get("container_id") if isinstance(data, dict) else None
             reference = reference if isinstance(reference, str) and len(reference) <= 128 else None
             traceparent = data.get("traceparent") if isinstance(data, dict) else None
             try:
                 with RequestSpan(operation, reference, traceparent, self._client_traces.get(sid)) as span:
-                    result = await answer(sid, span, reference, *args)
+                    result = await answer(sid, span, reference, *args, busy=refused)
                 outcome = result["error_type"] if result.get("error") is True else "ok"
                 return result
             finally:
+                if refused is None:
+                    self.in_flight.leave(session)
                 self.timings.record(operation, time.perf_counter() - started, outcome)
 
-        async def answer(sid: str, span: RequestSpan, reference: str | None, *args: Any) -> dict[str, Any]:
+        async def answer(sid: str, span: RequestSpan, reference: str | None, *args: Any, busy: str | None = None) -> dict[str, Any]:
             data = args[0] if args else None
             try:
+                if busy is not None:
+                    raise self._busy(busy)
                 throttled = self._throttled(sid)
                 if throttled is not None:
                     raise throttled

@@ -33,6 +33,8 @@ class ConnectionHandlers(HandlerBase):
             client = (environ.get("asgi.scope") or {}).get("client") or ("?", 0)
             log.warning("refused a connection from %s: %s", client[0], refusal)
             raise socketio.exceptions.ConnectionRefusedError(refusal)
+        if self.admission is not None:
+            self.admission.authenticated(self._session(sid))
         self.broadcaster.clients.add(sid)
         traceparent = auth.get("traceparent") if isinstance(auth, dict) else None
         if isinstance(traceparent, str) and parse(traceparent) is not None:  # continued by each request (api/tracing.py)

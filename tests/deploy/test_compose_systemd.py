@@ -18,7 +18,6 @@ DEPLOY = CHECKOUT / "deploy"
 UNIT = DEPLOY / "flow-manager.service"
 COMPOSE_HINT = "apt-get install -y docker-compose (Debian's package; .ci/run installs it)"
 SYSTEMD_HINT = "systemd-analyze comes with systemd: apt-get install -y systemd"
-HANDSHAKE = "http://127.0.0.1:8000/socket.io/?EIO=4&transport=polling"
 
 
 def compose_config(tmp_path: Path, **env: str) -> dict[str, Any]:
@@ -49,7 +48,7 @@ def test_compose_file_is_valid_and_hardened(tmp_path: Path) -> None:
     assert volumes["/run/flow-manager/sockets"] == "/srv/links"  # the same path the engine is told
     assert volumes["/var/run/docker.sock"] == "/var/run/docker.sock"
     assert volumes["/var/lib/flow-manager"] == "state" and "state" in config["volumes"]
-    assert HANDSHAKE in manager["healthcheck"]["test"][-1]
+    assert manager["healthcheck"]["test"] == ["CMD", "python3", "-m", "flow_manager", "healthcheck"]  # GET /healthz
     assert manager["depends_on"]["link-dir-owner"]["condition"] == "service_completed_successfully"
     owner = config["services"]["link-dir-owner"]
     assert owner["cap_add"] == ["CHOWN"] and owner["cap_drop"] == ["ALL"]

@@ -158,8 +158,9 @@ class Kubelet:
 
 
 def handshake(url: str) -> int:
+    """The manager's liveness endpoint answers (its port is published and it serves)."""
     try:
-        with urllib.request.urlopen(f"{url}/socket.io/?EIO=4&transport=polling", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
             return response.status
     except OSError:
         return 0

@@ -28,7 +28,7 @@ REQUEST = '42["list_containers",{}]'
 
 @pytest.fixture(scope="module")
 def limited(docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("forgery"), "--client-rate-limit", str(RATE), "--client-rate-burst", str(BURST))
+    srv = Server(tmp_path_factory.mktemp("forgery"), "--client-rate-limit", str(RATE), "--client-rate-burst", str(BURST), "--allow-polling")
     srv.start()
     yield srv
     srv.stop()

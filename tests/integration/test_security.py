@@ -48,6 +48,7 @@ def secure(docker: aiodocker.Docker, tmp_path_factory: pytest.TempPathFactory, r
         "flow:*",
         "--host-port-range",
         "20000-29999",
+        "--allow-polling",  # test_polling_clients_get_the_same_answer_to_an_oversized_request
         "--max-memory-limit",
         str(256 << 20),
         "--max-pids-limit",
