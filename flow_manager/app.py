@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -107,28 +106,12 @@ class FlowManager:
         self.orphans: Orphans | None = None
         self.broadcaster: Broadcaster | None = None
         self.logs: ContainerLogs | None = None
-        self.loop_monitor = LoopMonitor(settings.loop_monitor_interval)
-        self.gc_monitor = GcMonitor()
+        self.loop_monitor, self.gc_monitor = LoopMonitor(settings.loop_monitor_interval), GcMonitor()
         self.figures: Figures | None = None
 
     def _bind_sources(self) -> dict[str, str]:
         """Every record's bind sources (real path -> container id), for the check before each start."""
         return {real: record.id for record in self.store.records() for real in record.spec.volumes}
-
-    async def _writable_layer_bound(self) -> int:
-        """--container-disk-limit where the engine can enforce it, else 0 (said once, at start)."""
-        s = self.settings
-        if not s.container_disk_limit or self.docker is None:
-            return 0
-        try:
-            bound = await asyncio.wait_for(storage.probe(self.docker.docker, s.flow_image, s.container_disk_limit), 15)
-        except TimeoutError:
-            bound = storage.LayerBound(False, "the engine did not answer within 15 s")
-        if bound.enforced:
-            log.info("writable layer of each container bounded to %d bytes (%s)", s.container_disk_limit, bound.why)
-        else:
-            log.warning("writable layers are NOT bounded: %s (see README, Limitations)", bound.why)
-        return s.container_disk_limit if bound.enforced else 0
 
     async def startup(self) -> None:
         """Every long-lived object, built once, in an order that needs no wiring after construction: the
@@ -166,7 +149,7 @@ class FlowManager:
                 pids_limit=s.default_pids_limit,
                 log_max_size=s.container_log_max_size,
                 log_max_files=s.container_log_max_files,
-                storage_size=await self._writable_layer_bound(),
+                storage_size=await storage.enforced_bound(self.docker.docker, s.flow_image, s.container_disk_limit),
             ),
             self.links,
             deployer,

@@ -10,6 +10,7 @@ info`), a throwaway container is created with the size and removed at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,3 +57,18 @@ async def probe(docker: aiodocker.Docker, image: str, size: int) -> LayerBound:
     except aiodocker.DockerError as exc:
         log.warning("could not remove the storage-size probe container %s: %s", container.id, exc)
     return LayerBound(True, f"{where} accepted a size")
+
+
+async def enforced_bound(docker: aiodocker.Docker, image: str, limit: int) -> int:
+    """`limit` where the engine can enforce it, else 0 (said once, at start: --container-disk-limit)."""
+    if not limit:
+        return 0
+    try:
+        bound = await asyncio.wait_for(probe(docker, image, limit), 15)
+    except TimeoutError:
+        bound = LayerBound(False, "the engine did not answer within 15 s")
+    if bound.enforced:
+        log.info("writable layer of each container bounded to %d bytes (%s)", limit, bound.why)
+    else:
+        log.warning("writable layers are NOT bounded: %s (see README, Limitations)", bound.why)
+    return limit if bound.enforced else 0
