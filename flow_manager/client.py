@@ -68,9 +68,12 @@ class _Subscriber:
 
 
 class FlowClient:
-    def __init__(self, url: str | None = None, *, token: str | None = None, timeout: float = 90.0, reconnect: bool = True) -> None:
+    def __init__(
+        self, url: str | None = None, *, token: str | None = None, timeout: float = 90.0, reconnect: bool = True, traceparent: str | None = None
+    ) -> None:
         self.url = url or os.environ.get("FLOW_MANAGER_URL") or DEFAULT_URL
         self.token = token if token is not None else os.environ.get("FLOW_MANAGER_TOKEN")
+        self.traceparent = traceparent  # W3C trace context the manager continues for every request (docs/tracing.md)
         self.timeout = timeout
         self.sio = socketio.AsyncClient(reconnection=reconnect, reconnection_delay=0.5, reconnection_delay_max=5)
         self._subscribers: list[_Subscriber] = []
@@ -85,7 +88,8 @@ class FlowClient:
     # -- connection --------------------------------------------------------------------------------
     async def connect(self) -> Self:
         try:
-            await self.sio.connect(self.url, transports=["websocket"], auth={"token": self.token} if self.token else None, wait_timeout=10)
+            auth = {key: value for key, value in (("token", self.token), ("traceparent", self.traceparent)) if value}
+            await self.sio.connect(self.url, transports=["websocket"], auth=auth or None, wait_timeout=10)
         except socketio.exceptions.ConnectionError as exc:
             raise FlowError("connection_error", f"cannot connect to {self.url}: {exc}") from None
         return self

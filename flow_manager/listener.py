@@ -28,10 +28,16 @@ import ctypes
 import ctypes.util
 import logging
 import resource
+import warnings
 from dataclasses import dataclass, field
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+with warnings.catch_warnings():
+    # uvicorn 0.4x announces at import that `--ws websockets` will later mean its sans-I/O implementation; this
+    # subclasses the implementation it has today, by name, so the notice says nothing to the operator.
+    warnings.filterwarnings("ignore", message=".*websockets.*implementation is deprecated", category=DeprecationWarning)
+    from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as HttpProtocol

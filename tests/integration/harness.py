@@ -148,6 +148,7 @@ class Client:
     async def connect(self, url: str, auth: Mapping[str, str] | None = None) -> "Client":
         self.fm.url = url
         self.fm.token = (auth or {}).get("token")
+        self.fm.traceparent = (auth or {}).get("traceparent")
         try:
             await self.fm.connect()
         except FlowError as refused:  # the transport's exception type, as the refusal tests expect it

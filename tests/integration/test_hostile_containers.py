@@ -48,6 +48,8 @@ HOSTILE = {
     ),
     # the largest frames the link accepts, as fast as the socket takes them
     "flood": PRELUDE + ("f=frame({'command':'flood','data':'x'*((1<<20)-64)}); s=dial()\nwhile True: s.sendall(f)\n"),
+    # small frames as fast as the socket takes them: the message rate limit (not the byte one) must hold
+    "small_flood": PRELUDE + ("f=frame({'command':'flood','data':'x'*40})*64; s=dial()\nwhile True: s.sendall(f)\n"),
     # connects, says hello, never reads: the manager's writes to it fill the socket and must time out
     "never_reads": PRELUDE + "s=dial(); s.sendall(frame({'command':'hello'})); time.sleep(3600)\n",
 }
@@ -55,7 +57,8 @@ HOSTILE = {
 ACTIVE = {  # how to tell the hostile program is at work
     "garbage": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error", count=5, timeout=20),
     "huge": lambda c, cid: c.wait_for("activity_log", cid, lambda a: a["activity_type"] == "container_error", count=5, timeout=20),
-    "flood": lambda c, cid: c.wait_for("message_received", cid, count=50, timeout=20),
+    "flood": lambda c, cid: c.wait_for("message_received", cid, count=5, timeout=20),
+    "small_flood": lambda c, cid: c.wait_for("message_received", cid, count=50, timeout=20),
     "never_reads": lambda c, cid: c.wait_for("message_received", cid, lambda m: m["message"]["command"] == "hello", timeout=20),
 }
 
@@ -111,8 +114,11 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
     stop, sends = asyncio.Event(), []
     sender = asyncio.create_task(keep_sending(client, hostile, sends, stop)) if case == "never_reads" else None
     rss: list[float] = []
+    received_before, window_started = client.of("message_received", hostile), time.monotonic()
     try:
         latencies = await round_trips(client, quiet, 4.0, server, rss, listed=2)  # the attacker is listed too
+        window = time.monotonic() - window_started
+        received = client.of("message_received", hostile)[len(received_before) :]
     finally:
         stop.set()
         if sender is not None:
@@ -130,6 +136,17 @@ async def under_attack(case: str, server: Server, client: Client, quiet: str, ho
     # and never over 3 s whatever the machine.
     assert max(latencies) < max(1.0, min(4 * baseline, 3.0)), (latencies, baseline)
     assert peak_rss - rss_before < 200, "memory stays bounded"
+    if case in RATES:  # what reached clients is bounded by the link's rate limits (each bucket holds one second's worth)
+        limit, size = RATES[case]
+        measured = sum(size(m) for m in received)
+        assert measured <= limit * (window + 1) * 1.1 + size(received[0] if received else {}), (case, measured, window)
+
+
+MESSAGES_PER_SECOND, BYTES_PER_SECOND = 2000, 4 << 20  # the defaults of --link-rate-limit and --link-byte-rate-limit
+RATES = {
+    "small_flood": (MESSAGES_PER_SECOND, lambda m: 1),
+    "flood": (BYTES_PER_SECOND, lambda m: len(str(m.get("message", {}).get("data", ""))) if m else 0),
+}
 
 
 async def ping_after(client: Client) -> None:
