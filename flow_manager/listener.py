@@ -36,7 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 with warnings.catch_warnings():
     # uvicorn 0.4x announces at import that `--ws websockets` will later mean its sans-I/O implementation; this
     # subclasses the implementation it has today, by name, so the notice says nothing to the operator.
-    warnings.filterwarnings("ignore", message=".*websockets.*implementation is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")  # a UserWarning subclass
     from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
 try:
