@@ -148,23 +148,15 @@ class RequestPolicy:
         """
         seen: list[str] = []
         for real, host in requested.items():
-            for other in seen:
+            others = [(other, "mounted by this request too") for other in seen]
+            others += [(other, f"the bind source of container {owner}") for other, owner in bound.items()]
+            for other, whose in others:
                 if nested(real, other):
                     where = "inside" if _inside(real, other) else "around"
                     raise PolicyViolation(
                         f"volumes.{host}",
-                        f"{host} resolves to {real}, which is {where} "
-                        f"{other}, mounted by this request too: bind sources may not nest "
+                        f"{host} resolves to {real}, which is {where} {other}, {whose}: bind sources may not nest "
                         "(a container could swap one for a symlink through the other)",
-                    )
-            for other, owner in bound.items():
-                if nested(real, other):
-                    where = "inside" if _inside(real, other) else "around"
-                    raise PolicyViolation(
-                        f"volumes.{host}",
-                        f"{host} resolves to {real}, which is {where} "
-                        f"{other}, the bind source of container {owner}: bind sources may "
-                        "not nest (a container could swap one for a symlink through the other)",
                     )
             seen.append(real)
 
