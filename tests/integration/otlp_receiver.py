@@ -1,4 +1,4 @@
-"""A tiny OTLP/HTTP trace receiver for tests: POST /v1/traces, the real protobuf decoded with opentelemetry-proto."""
+"""A tiny OTLP/HTTP receiver for tests: POST /v1/traces and /v1/metrics, the real protobuf decoded with opentelemetry-proto."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest, ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -35,6 +36,7 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.metric_names: set[str] = set()
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -44,12 +46,16 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+                if self.path not in ("/v1/traces", "/v1/metrics") or self.headers.get("Content-Type") != "application/x-protobuf":
                     self.send_response(404)
                     self.end_headers()
                     return
-                receiver._take(ExportTraceServiceRequest.FromString(body))
-                answer = ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/metrics":
+                    receiver._take_metrics(ExportMetricsServiceRequest.FromString(body))
+                    answer = ExportMetricsServiceResponse().SerializeToString()
+                else:
+                    receiver._take(ExportTraceServiceRequest.FromString(body))
+                    answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(answer)))
@@ -85,6 +91,11 @@ class OtlpReceiver:
         with self._lock:
             self.spans.extend(received)
             self.requests += 1
+
+    def _take_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        names = {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+        with self._lock:
+            self.metric_names |= names
 
     def named(self, name: str) -> list[ReceivedSpan]:
         with self._lock:

@@ -143,3 +143,20 @@ async def test_the_last_spans_are_sent_when_the_manager_stops(docker, receiver: 
     finally:
         server.stop()
     assert [s for s in receiver.named("list_containers") if s.trace_id == trace_id], "sent at shutdown"
+
+
+async def test_metrics_are_pushed_over_otlp_when_asked(docker, receiver: OtlpReceiver, tmp_path: Path):
+    """OTEL_METRICS_EXPORTER=otlp: the instruments /metrics shows also reach an OTLP collector."""
+    server = Server(tmp_path, "--metrics")
+    server.env.update(OTEL_METRICS_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_METRIC_EXPORT_INTERVAL="300")
+    server.start()
+    client = await Client().connect(server.url)
+    try:
+        created = await client.call("create_container", {"image": "flow:latest", "name": unique_name("otlpm")})
+        await client.call("start_container", {"container_id": created["container_id"]})
+        wanted = {"flow_manager.reconciles", "flow_manager.workqueue.adds", "flow_manager.containers"}
+        await wait_until(lambda: wanted <= receiver.metric_names, 15, what=f"{sorted(wanted)} pushed over OTLP")
+        await client.call("delete_container", {"container_id": created["container_id"]})
+    finally:
+        await client.close()
+        server.stop()
