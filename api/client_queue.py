@@ -37,7 +37,9 @@ FRAMES_PER_BUDGET = 1024  # backlog(): a queue holding a quarter of its budget r
 
 def packet_bytes(item: object) -> int:
     data = getattr(item, "data", None)
-    return len(data) if isinstance(data, (str, bytes)) else CONTROL_BYTES
+    if isinstance(data, str):  # what goes on the wire is UTF-8: count bytes, not characters
+        return len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+    return len(data) if isinstance(data, bytes) else CONTROL_BYTES
 
 
 def drop_notice(limit: int, queued: int) -> engineio_packet.Packet:

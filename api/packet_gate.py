@@ -62,6 +62,9 @@ def _size(packet: str, limit: int) -> int | None:
     return None
 
 
+TOO_DEEP = object()  # _event_name's answer for arrays nested beyond the interpreter's recursion limit
+
+
 def _event_name(packet: str, start: int) -> object:
     """The first element of an event's JSON array, decoded as python-socketio will (escapes included)."""
     opening = _ARRAY_OPEN.match(packet, start)
@@ -71,6 +74,8 @@ def _event_name(packet: str, start: int) -> object:
         return _DECODER.raw_decode(packet, opening.end())[0]
     except ValueError:
         return None
+    except RecursionError:  # nested too deep for any JSON parser here: python-socketio's would fail the same way
+        return TOO_DEEP
 
 
 class Header(NamedTuple):
@@ -139,7 +144,9 @@ def gate_packet(packet: str, limit: int) -> str | None:
         if header.kind != EVENT or len(header.namespace_field) > MAX_NAMESPACE:
             return CLOSE  # an oversized connect, disconnect or ack is not a request: end the connection
         reason = "size"
-    elif header.kind == EVENT and (name := _event_name(packet, header.data)) in RESERVED_EVENTS:
+    elif header.kind == EVENT and (name := _event_name(packet, header.data)) is TOO_DEEP:
+        return CLOSE  # would raise in python-socketio's parser: a traceback per packet, not a request
+    elif header.kind == EVENT and name in RESERVED_EVENTS:
         reason = "reserved"
     else:
         return packet

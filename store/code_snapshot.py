@@ -129,7 +129,7 @@ def _add_file(walk: _Walk, parent: int, name: str, relative: str) -> None:
             raise walk.too_large()
         walk.total += size
         walk.files += 1
-        walk.digest.update(f"{relative}\0{mode:o}\0{size}\0".encode())
+        walk.digest.update(f"{relative}\0{mode:o}\0{size}\0".encode("utf-8", "surrogateescape"))  # any byte name
         member = tarfile.TarInfo(walk.prefix + relative)
         member.size, member.mode, member.mtime = size, mode, 0
         try:

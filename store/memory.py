@@ -1,7 +1,6 @@
 """In-memory store of desired-state records.
 
-Single-threaded by design: every method runs on the event loop and none
-awaits, so a read-modify-write is atomic without locks.
+Single-threaded by design: every method runs on the event loop and none awaits, so a read-modify-write is atomic.
 
 Two views of each record. The *intent* is the latest change a request made
 (requests read and change it: `resolve`, `intent`, `intents`, `create`,
@@ -208,6 +207,9 @@ class MemoryStore:
         if record is not None and self._by_name.get(record.spec.name) == container_id:
             del self._by_name[record.spec.name]
         self._stage(container_id, None)
+        for _, future in self._durable_waiters.pop(container_id, ()):  # nothing of it is left to make durable
+            if not future.done():
+                future.set_result(None)
         if self.journal is not None:
             self._wake(container_id)
 

@@ -104,6 +104,7 @@ class LifecycleHandlers(HandlerBase):
         return {port: record.id for record in (*self.store.records(), *self.store.intents()) for port in record.spec.ports.values()}
 
     async def create(self, request: CreateContainer) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout  # the whole request's bound
         if request.volumes or request.code_path:  # resolving host paths touches the filesystem
             admitted = await asyncio.to_thread(self.policy.admit_create, request, self._bind_sources())
         else:
@@ -147,7 +148,10 @@ class LifecycleHandlers(HandlerBase):
                 withdrawn = self._intent(record, desired=DesiredState.DELETED)  # the client was told it failed
                 if code is not None:  # its code goes once the withdrawal is on disk (a refused one keeps it)
                     with contextlib.suppress(NotDurable):
-                        await self.store.durable(record.id, withdrawn.generation, timeout=self.settings.request_timeout)
+                        # within what is left of the request's bound (a second at least: a shorter wait would
+                        # read as a stalled disk)
+                        remaining = max(deadline - asyncio.get_running_loop().time(), min(1.0, self.settings.request_timeout))
+                        await self.store.durable(record.id, withdrawn.generation, timeout=remaining)
             if code is not None:
                 await self._prune_code()
             raise

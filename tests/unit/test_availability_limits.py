@@ -78,3 +78,13 @@ def test_connections_are_counted_once_and_capped_per_source():
     limits.release(transports[0])  # type: ignore[arg-type]
     limits.release(transports[0])  # type: ignore[arg-type]  # a second release of one connection changes nothing
     assert limits.count == 2 and limits.by_source == {"a": 1, "b": 1}
+
+
+def test_a_queued_frame_counts_its_utf8_bytes_not_its_characters():
+    from types import SimpleNamespace
+
+    from api.client_queue import packet_bytes
+
+    assert packet_bytes(SimpleNamespace(data="ab")) == 2
+    assert packet_bytes(SimpleNamespace(data="é" * 10)) == 20  # 4x more before: the budget held 4x its bytes
+    assert packet_bytes(SimpleNamespace(data="\U0001f600")) == 4

@@ -258,3 +258,12 @@ async def test_a_retried_put_archive_streams_the_whole_archive_again(tmp_path: P
         path.unlink()
         await adapter.put_archive("abc", "/", archive)
     assert sent == [b"0123456789" * 1000] * 2
+
+
+def test_a_file_name_that_is_not_utf8_is_part_of_a_revision(tmp_path: Path):
+    """Linux names are bytes: one that is not UTF-8 was an internal error (UnicodeEncodeError), not a revision."""
+    src = tree(tmp_path / "src")
+    with open(os.path.join(os.fsencode(src), b"\xff.txt"), "wb") as fh:
+        fh.write(b"data")
+    built = _snapshot(str(src), tmp_path)
+    assert built.files == 3

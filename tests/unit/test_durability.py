@@ -248,3 +248,17 @@ async def test_without_a_journal_a_change_reaches_the_controller_at_once() -> No
     record = store.create(ContainerSpec(image="flow:latest", name="a"))
     assert woken == [record.id] and store.get(record.id) == record
     await store.durable(record.id, record.generation, timeout=0)
+
+
+async def test_a_wait_for_a_record_removed_meanwhile_ends_at_once(tmp_path: Path):
+    """A request waiting for its change to be on disk while the controller forgets the record (its deletion
+    converged) had nothing left to wait for, yet waited out its timeout and marked the disk unwritable."""
+    started = Started(tmp_path)
+    record = await started.record()
+    withdrawn = started.store.update(record.id, desired=DesiredState.DELETED)
+    waiting = asyncio.ensure_future(started.store.durable(record.id, withdrawn.generation, timeout=5))
+    await asyncio.sleep(0)
+    started.store.remove(record.id)
+    await asyncio.wait_for(waiting, 1)
+    assert started.journal.health.writable
+    await started.journal.stop()

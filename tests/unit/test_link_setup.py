@@ -136,3 +136,31 @@ async def test_a_racer_in_a_writable_link_directory_never_gets_a_host_file_chmod
             racer.wait()
     assert secret.read_text() == "host secret\n"
     assert not failed, f"the racer made {len(failed)} setups fail, e.g. {failed[0]}"
+
+
+def test_a_socket_dir_another_user_could_move_is_refused(tmp_path: Path):
+    """Docker resolves the link mount by path at every start: no directory on the way may be another user's
+    or writable by others (unless sticky), else that user could rename it and plant their own .links."""
+    from controller.adapters.links.setup import untrusted
+
+    os.chmod(tmp_path, 0o755)
+    assert untrusted(str(tmp_path)) is None
+    sticky = tmp_path / "shared"
+    sticky.mkdir(mode=0o1777)
+    os.chmod(sticky, 0o1777)
+    assert untrusted(str(sticky)) is None, "a sticky directory such as /tmp is fine"
+    theirs = sticky / "kawaflow"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)  # another user made it first (the default lives under /tmp)
+    assert "uid 65534" in (untrusted(str(theirs / "sockets")) or "")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    assert "writable by other users" in (untrusted(str(open_dir / "sockets")) or "")
+    link = tmp_path / "via-link"
+    link.symlink_to(theirs)
+    assert "uid 65534" in (untrusted(str(link)) or ""), "a symlink's target is checked too"
+    with pytest.raises(PermissionError, match="refusing --socket-dir"):
+        from controller.adapters.links.setup import prepare
+
+        prepare(theirs / "sockets", "0123456789ab", theirs / "sockets" / "x.sock")

@@ -304,3 +304,8 @@ async def test_a_forged_websocket_frame_closes_the_engineio_session_and_ends_the
     )
     assert [m.get("text") for m in app.received] == [None, "40", "1", None]
     assert app.received[-1]["type"] == "websocket.disconnect"
+
+
+def test_arrays_nested_past_any_parser_close_the_connection_instead_of_raising():
+    """json raises RecursionError on them (the gate's decoder and python-socketio's alike)."""
+    assert gate_packet("42" + "[" * 50_000 + "]" * 50_000, 4 << 20) == "1"

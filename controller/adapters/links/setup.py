@@ -50,6 +50,9 @@ def prepare(socket_dir: Path, container_id: str, public: Path) -> socket.socket:
     relative to a descriptor of `.links`, so no path is resolved twice.
     """
     socket_dir.mkdir(parents=True, exist_ok=True)  # created with the default mode when missing; never chmodded
+    why = untrusted(os.path.abspath(socket_dir))
+    if why is not None:  # Docker resolves the link mount by this path at every start: nobody else may move it
+        raise PermissionError(f"refusing --socket-dir {socket_dir}: {why}")
     links = _own_directory(socket_dir, LINKS_DIR, 0o700)  # other local users could take over a link
     staged = f".{container_id}.sock"
     target = f"{container_id}/{LINK_SOCKET_NAME}"
@@ -83,6 +86,50 @@ def prepare(socket_dir: Path, container_id: str, public: Path) -> socket.socket:
         listening.close()
         raise
     return listening
+
+
+def untrusted(path: str, me: int | None = None) -> str | None:
+    """Why another local user could rename or replace a directory on `path` (so Docker, which resolves the
+    link mount by path at every start, could be sent elsewhere), or None.
+
+    Every directory from `/` down must belong to root or the manager's user and be writable by nobody else,
+    unless it is sticky (as /tmp): then nobody else can rename what the next, checked, component holds. A
+    symlink on the way must belong to root or the manager's user, and its target is checked the same way.
+    """
+    me = os.geteuid() if me is None else me
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    shown = ""
+    try:
+        for name in [part for part in path.split("/") if part]:
+            why = _guarded(fd, shown or "/", me)
+            if why is not None:
+                return why
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            shown += "/" + name
+            if stat.S_ISLNK(info.st_mode):
+                if info.st_uid not in (0, me):
+                    return f"{shown} is a symlink of uid {info.st_uid}"
+                target = os.path.realpath(shown)
+                why = untrusted(target, me)
+                if why is not None:
+                    return why
+                opened = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+            else:
+                opened = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = opened
+        return _guarded(fd, shown or "/", me)
+    finally:
+        os.close(fd)
+
+
+def _guarded(fd: int, shown: str, me: int) -> str | None:
+    info = os.fstat(fd)
+    if info.st_uid not in (0, me):
+        return f"{shown} belongs to uid {info.st_uid}, neither root nor the manager's user"
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        return f"{shown} is writable by other users and not sticky"
+    return None
 
 
 def _own_directory(parent: Path | int, name: str, mode: int) -> int:
