@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import Any, Awaitable, Callable, NamedTuple
 
 REJECTED_EVENT = "flow_manager.rejected"
@@ -178,13 +179,20 @@ def gate_payload(body: str, limit: int) -> str:
 
 
 class PacketGate:
-    def __init__(self, app: App, limit: int, ceiling: int) -> None:
+    def __init__(self, app: App, limit: int, ceiling: int, open_session: Callable[[str], bool] | None = None) -> None:
         self.app, self.limit, self.ceiling = app, limit, ceiling
+        # Is this Engine.IO session id open? A POST to any other is refused by python-engineio before it reads
+        # the body, so it is passed on unread: buffering it here would let anyone, with no session, hold up to
+        # `ceiling` bytes per connection.
+        self.open_session = open_session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self.app(scope, self._websocket(receive), send)
         elif scope["type"] == "http" and scope.get("method") == "POST":
+            if self.open_session is not None and not self.open_session(_session_id(scope)):
+                await self.app(scope, receive, send)
+                return
             await self._post(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -242,6 +250,12 @@ class PacketGate:
             return await receive()
 
         await self.app({**scope, "headers": headers}, replay, send)
+
+
+def _session_id(scope: Scope) -> str:
+    """The `sid` query parameter of a long-polling request ("" when there is none)."""
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return (query.get("sid") or [""])[0]
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:

@@ -84,6 +84,7 @@ class FlowManager:
             socketio.ASGIApp(self.sio, on_startup=self.startup, on_shutdown=self.shutdown),
             limit=settings.max_request_bytes,
             ceiling=self.security.transport_ceiling,
+            open_session=lambda sid: sid in self.sio.eio.sockets,
         )
         self.app = HttpRoutes(gate)  # /healthz, /readyz, /metrics beside Socket.IO (routes added at start-up)
         self.serving = False
@@ -207,7 +208,8 @@ class FlowManager:
         self._serve_health(engine, wakeups)
         timings = RequestTimings()
         self.logs = ContainerLogs(self.docker, self.store, view, self.broadcaster.emitter)
-        metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, self._rounds, timings)
+        rounds = self.status_loop.timings  # the status rounds' timing, for get_metrics
+        metrics = Metrics(self.loop_monitor, self.gc_monitor, self._counters, lambda: [t.as_dict() for t in rounds], timings)
         Handlers(
             self.sio,
             self.store,
@@ -292,9 +294,6 @@ class FlowManager:
             # the orphan reports, also for clients that were not connected when they were made (start-up)
             "orphans": self.orphans.reports() if self.orphans is not None else [],
         }
-
-    def _rounds(self) -> list[dict[str, object]]:
-        return [t.as_dict() for t in self.status_loop.timings] if self.status_loop else []
 
     async def shutdown(self) -> None:
         self.serving = False  # /readyz says so at once

@@ -309,3 +309,20 @@ async def test_a_forged_websocket_frame_closes_the_engineio_session_and_ends_the
 def test_arrays_nested_past_any_parser_close_the_connection_instead_of_raising():
     """json raises RecursionError on them (the gate's decoder and python-socketio's alike)."""
     assert gate_packet("42" + "[" * 50_000 + "]" * 50_000, 4 << 20) == "1"
+
+
+async def test_a_post_to_a_session_that_is_not_open_reaches_engineio_unread():
+    """python-engineio refuses an unknown sid before reading the body; the gate must not buffer it first
+    (anyone, without a session, could make the manager hold up to the ceiling per connection)."""
+    reached: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    gate = PacketGate(app, limit=1000, ceiling=4 << 20, open_session=lambda sid: sid == "open")
+    scope = {"type": "http", "method": "POST", "query_string": b"EIO=4&transport=polling&sid=forged", "headers": []}
+    await gate(scope, receive, None)
+    assert reached == [scope]
