@@ -95,8 +95,8 @@ class LifecycleHandlers(HandlerBase):
 
     def _bind_sources(self) -> dict[str, str]:
         """Every managed container's bind sources (real path -> container id); a tombstone's too, as its
-        container may still run."""
-        return {real: record.id for record in self.store.records() for real in record.spec.volumes}
+        container may still run, and a create not on disk yet (two concurrent creates must not nest)."""
+        return {real: record.id for record in (*self.store.records(), *self.store.intents()) for real in record.spec.volumes}
 
     def _published(self) -> dict[int, str]:
         """Every host port a managed container publishes (-> its id): intents not yet on disk and

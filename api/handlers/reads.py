@@ -28,7 +28,7 @@ class ReadHandlers(HandlerBase):
 
     async def list(self, request: ListContainers) -> dict[str, Any]:
         entries = []
-        for record in self.store.records():
+        for record in self.store.intents():  # what clients asked for last, on disk or not yet (as every request reads)
             if record.desired is DesiredState.DELETED:
                 continue
             # No container observed for the record (not created in Docker yet, or removed behind the
